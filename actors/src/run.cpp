@@ -1,0 +1,291 @@
+#include "stream/run.hpp"
+
+#include <boost/program_options.hpp>
+#include <charconv>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+namespace po = boost::program_options;
+
+namespace stream {
+
+namespace {
+
+std::atomic<bool> stop_requested{false};
+std::atomic<int> signals_seen{0};
+
+extern "C" void on_stop_signal(int) {
+  stop_requested.store(true);
+  // A second signal means "now": skip the graceful drain.
+  if (signals_seen.fetch_add(1) >= 1) std::_Exit(130);
+}
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+/// A bad option: printed with a hint, exit code 2.
+struct usage_error {
+  std::string message;
+};
+
+std::uint64_t parse_unsigned(const std::string& name, const std::string& text,
+                             std::uint64_t lo, std::uint64_t hi) {
+  std::uint64_t v = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || ptr != text.data() + text.size() || text.empty())
+    throw usage_error{"invalid value '" + text + "' for --" + name +
+                      ": expected a whole number"};
+  if (v < lo || v > hi)
+    throw usage_error{"invalid value '" + text + "' for --" + name +
+                      ": must be between " + std::to_string(lo) + " and " +
+                      std::to_string(hi)};
+  return v;
+}
+
+double parse_number(const std::string& name, const std::string& text) {
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(v))
+    throw usage_error{"invalid value '" + text + "' for --" + name +
+                      ": expected a number"};
+  return v;
+}
+
+std::chrono::microseconds parse_time(const std::string& name,
+                                     const std::string& text) {
+  auto d = parse_duration(text);
+  if (!d)
+    throw usage_error{"invalid value for --" + name + ": " +
+                      d.error().message()};
+  return *d;
+}
+
+struct common_option {
+  const char* name;
+  const char* value_name;
+  const char* help;
+};
+
+// Every common option, in `--help` order. Values are parsed as text and
+// validated below, so every bad value gets the same kind of message.
+const common_option common_options[] = {
+    {"config", "FILE", "INI file with options (name = value, no dashes)"},
+    {"job-name", "NAME",
+     "job name, the 'job' label of every metric "
+     "(default: the binary's name)"},
+    {"parallelism", "N", "default parallelism of operators (default: 1)"},
+    {"max-parallelism", "N",
+     "key groups: the upper bound of keyed parallelism, 1..32768 "
+     "(default: 128)"},
+    {"batch-size", "N", "records per channel batch, 1..65536 (default: 1024)"},
+    {"flush-timeout", "DURATION",
+     "send a partial batch after this long, e.g. 5ms (default: 100ms)"},
+    {"channel-credits", "N",
+     "credit window per channel in batches, 1..4096 (default: 8)"},
+    {"threads", "N", "actor scheduler threads, 0 = one per core (default: 0)"},
+    {"metrics-address", "ADDR",
+     "bind address of /metrics, empty disables it (default: 0.0.0.0)"},
+    {"metrics-port", "PORT",
+     "port of /metrics, 0 picks a free one "
+     "(default: 9249)"},
+    {"stop-after", "DURATION",
+     "stop gracefully after this long, 0 = run until the input ends "
+     "(default: 0)"},
+    {"status-interval", "DURATION",
+     "print a progress line this often, 0 disables (default: 0)"},
+};
+
+std::string env_name(const std::string& option) {
+  std::string out = "STREAM_";
+  for (char c : option)
+    out += c == '-' ? '_' : static_cast<char>(std::toupper(c));
+  return out;
+}
+
+struct parsed {
+  job_options options;
+  std::map<std::string, std::string> app_values;
+  bool no_chaining = false;
+  bool help = false;
+};
+
+po::options_description describe(const std::vector<app_option>& app,
+                                 po::options_description& common,
+                                 po::options_description& application) {
+  common.add_options()("help,h", "print this help and exit");
+  for (const auto& o : common_options) {
+    common.add_options()(
+        o.name, po::value<std::string>()->value_name(o.value_name), o.help);
+  }
+  common.add_options()("no-chaining", po::bool_switch(),
+                       "give every operator its own actor");
+  for (const auto& o : app) {
+    std::string help = o.help;
+    if (!o.default_value.empty()) help += " (default: " + o.default_value + ")";
+    application.add_options()(o.name.c_str(),
+                              po::value<std::string>()->value_name("VALUE"),
+                              help.c_str());
+  }
+  po::options_description all;
+  all.add(common).add(application);
+  all.add_options()("positional",
+                    po::value<std::vector<std::string>>()->multitoken());
+  return all;
+}
+
+parsed parse(int argc, char** argv, const std::vector<app_option>& app) {
+  po::options_description common{"Common options"};
+  po::options_description application{"Application options"};
+  auto all = describe(app, common, application);
+  po::variables_map vm;
+  try {
+    po::positional_options_description positional;
+    positional.add("positional", -1);
+    po::store(po::command_line_parser(argc, argv)
+                  .options(all)
+                  .positional(positional)
+                  .run(),
+              vm);
+    if (vm.count("positional") != 0)
+      throw usage_error{"unexpected argument '" +
+                        vm["positional"].as<std::vector<std::string>>()[0] +
+                        "'"};
+    if (vm.count("help") != 0) {
+      std::cout << "Usage: " << argv[0] << " [options]\n\n"
+                << "Every option can also be set in the --config file or as "
+                   "an environment variable STREAM_<NAME> (e.g. "
+                   "STREAM_PARALLELISM=4); flags win over the environment, "
+                   "which wins over the file.\n\n"
+                << common;
+      if (!app.empty()) std::cout << "\n" << application;
+      return parsed{{}, {}, false, true};
+    }
+    po::store(po::parse_environment(all,
+                                    [&all](const std::string& var) {
+                                      for (const auto& o : all.options()) {
+                                        if (env_name(o->long_name()) == var)
+                                          return o->long_name();
+                                      }
+                                      return std::string{};
+                                    }),
+              vm);
+    if (vm.count("config") != 0) {
+      auto path = vm["config"].as<std::string>();
+      std::ifstream file{path};
+      if (!file) throw usage_error{"cannot open config file '" + path + "'"};
+      po::store(po::parse_config_file(file, all, false), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw usage_error{e.what()};
+  }
+  parsed out;
+  auto text = [&](const char* name) -> const std::string* {
+    return vm.count(name) != 0 ? &vm[name].as<std::string>() : nullptr;
+  };
+  auto& o = out.options;
+  std::string self = argv[0];
+  o.job_name = self.substr(self.find_last_of('/') + 1);
+  if (auto* v = text("job-name")) o.job_name = *v;
+  if (auto* v = text("max-parallelism"))
+    o.max_parallelism = static_cast<std::uint32_t>(
+        parse_unsigned("max-parallelism", *v, 1, 32768));
+  if (auto* v = text("parallelism"))
+    o.parallelism =
+        static_cast<std::uint32_t>(parse_unsigned("parallelism", *v, 1, 32768));
+  if (auto* v = text("batch-size"))
+    o.batch_size =
+        static_cast<std::uint32_t>(parse_unsigned("batch-size", *v, 1, 65536));
+  if (auto* v = text("flush-timeout"))
+    o.flush_timeout = parse_time("flush-timeout", *v);
+  if (auto* v = text("channel-credits"))
+    o.channel_credits = static_cast<std::uint32_t>(
+        parse_unsigned("channel-credits", *v, 1, 4096));
+  if (auto* v = text("threads"))
+    o.threads =
+        static_cast<std::uint32_t>(parse_unsigned("threads", *v, 0, 1024));
+  if (auto* v = text("metrics-address")) o.metrics_address = *v;
+  if (auto* v = text("metrics-port"))
+    o.metrics_port = static_cast<std::uint16_t>(
+        parse_unsigned("metrics-port", *v, 0, 65535));
+  if (auto* v = text("stop-after"))
+    o.stop_after = std::chrono::duration_cast<std::chrono::milliseconds>(
+        parse_time("stop-after", *v));
+  if (auto* v = text("status-interval"))
+    o.status_interval = std::chrono::duration_cast<std::chrono::milliseconds>(
+        parse_time("status-interval", *v));
+  out.no_chaining = vm["no-chaining"].as<bool>();
+  if (auto st = o.validate(); !st.ok()) throw usage_error{st.message()};
+  for (const auto& a : app) {
+    const auto* v = text(a.name.c_str());
+    std::string value = v != nullptr ? *v : a.default_value;
+    if (!value.empty()) {
+      if (a.kind == option_kind::unsigned_integer)
+        parse_unsigned(a.name, value, 0, UINT64_MAX);
+      else if (a.kind == option_kind::number)
+        parse_number(a.name, value);
+    }
+    out.app_values[a.name] = value;
+  }
+  return out;
+}
+
+}  // namespace
+
+int run(int argc, char** argv, const build_function& build,
+        const std::vector<app_option>& app_options) {
+  const char* prog = argc > 0 ? argv[0] : "stream";
+  try {
+    parsed args;
+    try {
+      args = parse(argc, argv, app_options);
+    } catch (const usage_error& e) {
+      std::fprintf(stderr, "%s: error: %s\nTry '%s --help' for the options.\n",
+                   prog, e.message.c_str(), prog);
+      return 2;
+    }
+    if (args.help) return 0;
+    environment env{args.options};
+    for (auto& [k, v] : args.app_values) env.set_arg(k, v);
+    if (args.no_chaining) env.disable_chaining();
+    build(env);
+    install_signal_handlers();
+    execution_hooks hooks;
+    hooks.stop = &stop_requested;
+    hooks.on_metrics_ready = [&](std::uint16_t port) {
+      std::fprintf(stderr, "%s: metrics at http://%s:%u/metrics\n", prog,
+                   env.options().metrics_address.c_str(),
+                   static_cast<unsigned>(port));
+    };
+    auto report = execute(env, hooks);
+    if (!report) {
+      std::fprintf(stderr, "%s: job failed: %s\n", prog,
+                   report.error().message().c_str());
+      return report.error().code() == errc::invalid_config ? 2 : 1;
+    }
+    auto secs = std::chrono::duration<double>(report->elapsed).count();
+    std::fprintf(
+        stderr,
+        "%s: job %s after %.3f s, %llu records from sources "
+        "(%.0f records/s)\n",
+        prog, report->stopped ? "stopped" : "finished", secs,
+        static_cast<unsigned long long>(report->source_records),
+        secs > 0 ? static_cast<double>(report->source_records) / secs : 0.0);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", prog, e.what());
+    return 1;
+  }
+}
+
+}  // namespace stream

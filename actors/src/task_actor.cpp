@@ -1,0 +1,168 @@
+#include "task_actor.hpp"
+
+#include <exception>
+
+namespace stream::actors {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+}  // namespace
+
+task_actor::task_actor(caf::actor_config& cfg, task_actor_config config)
+    : caf::event_based_actor(cfg), config_(std::move(config)) {
+  auto created = runtime::task::create(
+      *config_.graph, *config_.plan, config_.chain, config_.subtask,
+      *config_.registry, config_.options, *this);
+  if (created)
+    task_ = std::move(*created);
+  else
+    create_error_ = created.error();
+  // An exception from user code fails this task; the runner hears why.
+  set_exception_handler(
+      [this](caf::scheduled_actor*, std::exception_ptr& eptr) -> caf::error {
+        std::string what = "unknown exception";
+        try {
+          std::rethrow_exception(eptr);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        fail(what);
+        return caf::make_error(caf::sec::runtime_error, what);
+      });
+}
+
+std::string task_actor::describe() const {
+  const auto& chain = config_.plan->chains().at(config_.chain);
+  return "operator '" + chain.name + "' subtask " +
+         std::to_string(config_.subtask);
+}
+
+void task_actor::fail(const std::string& what) {
+  if (reported_) return;
+  reported_ = true;
+  if (task_) task_->close();
+  send<caf::message_priority::high>(config_.runner, failed_atom::value,
+                                    describe() + " failed: " + what);
+}
+
+template <class F>
+void task_actor::work(F&& body) {
+  if (!task_ || reported_) return;
+  task_->begin_work(clock::now());
+  body();
+  task_->end_work(clock::now());
+  if (started_ && task_->finished()) {
+    task_->close();
+    reported_ = true;
+    send(config_.runner, done_atom::value, config_.chain, config_.subtask);
+    quit();
+  }
+}
+
+void task_actor::schedule_pull() {
+  if (pull_scheduled_ || task_->blocked() || task_->finished()) return;
+  pull_scheduled_ = true;
+  send(this, pull_atom::value);
+}
+
+void task_actor::on_start() {
+  if (!task_) {
+    fail(create_error_.message());
+    quit(caf::make_error(caf::sec::runtime_error));
+    return;
+  }
+  if (auto st = task_->open(); !st.ok()) {
+    fail(st.message());
+    quit(caf::make_error(caf::sec::runtime_error));
+    return;
+  }
+  started_ = true;
+  task_->start(clock::now());
+  if (task_->is_source()) schedule_pull();
+  delayed_send(this, config_.options.flush_timeout, tick_atom::value);
+}
+
+void task_actor::on_pull() {
+  pull_scheduled_ = false;
+  auto r = task_->pull();
+  using state = runtime::pull_result::state;
+  if (r.next == state::more) {
+    schedule_pull();
+  } else if (r.next == state::throttled && !pull_scheduled_) {
+    pull_scheduled_ = true;
+    auto wait = r.resume_at - clock::now();
+    delayed_send(this, std::max(wait, clock::duration::zero()),
+                 pull_atom::value);
+  }
+}
+
+caf::behavior task_actor::make_behavior() {
+  return {
+      [this](wire_atom, std::vector<caf::actor>& outputs,
+             std::vector<std::uint32_t>& output_peers,
+             std::vector<caf::actor>& inputs,
+             std::vector<std::uint32_t>& input_peers) {
+        outputs_ = std::move(outputs);
+        output_peer_channel_ = std::move(output_peers);
+        inputs_ = std::move(inputs);
+        input_peer_channel_ = std::move(input_peers);
+      },
+      [this](start_atom) {
+        on_start();
+        if (started_) work([] {});
+      },
+      [this](batch_atom, std::uint32_t channel, runtime::batch_ptr& records) {
+        work([&] { task_->on_batch(channel, std::move(records)); });
+      },
+      [this](event_atom, std::uint32_t channel, std::uint8_t kind,
+             std::int64_t value) {
+        work([&] {
+          task_->on_event(channel,
+                          runtime::control_event{
+                              static_cast<runtime::event_kind>(kind), value});
+        });
+      },
+      [this](credit_atom, std::uint32_t channel, std::uint32_t credits) {
+        work([&] {
+          task_->on_credit(channel, credits);
+          if (task_->is_source() && started_) schedule_pull();
+        });
+      },
+      [this](pull_atom) { work([&] { on_pull(); }); },
+      [this](tick_atom) {
+        work([&] { task_->on_flush_timer(); });
+        if (!reported_)
+          delayed_send(this, config_.options.flush_timeout, tick_atom::value);
+      },
+      [this](stop_atom) {
+        work([&] {
+          task_->request_stop();
+          if (task_->is_source() && started_) schedule_pull();
+        });
+      },
+  };
+}
+
+void task_actor::send_batch(std::uint32_t output_channel,
+                            runtime::batch_ptr records) {
+  send(outputs_[output_channel], batch_atom::value,
+       output_peer_channel_[output_channel], std::move(records));
+}
+
+void task_actor::send_event(std::uint32_t output_channel,
+                            const runtime::control_event& event) {
+  send(outputs_[output_channel], event_atom::value,
+       output_peer_channel_[output_channel],
+       static_cast<std::uint8_t>(event.kind), event.value);
+}
+
+void task_actor::grant_credit(std::uint32_t input_channel,
+                              std::uint32_t credits) {
+  send(inputs_[input_channel], credit_atom::value,
+       input_peer_channel_[input_channel], credits);
+}
+
+}  // namespace stream::actors

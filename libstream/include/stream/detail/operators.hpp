@@ -1,0 +1,265 @@
+#pragma once
+
+// Stage implementations behind the typed API. Each operator processes a whole
+// batch per virtual call; the per-record loops are templates, so user
+// functions inline into them.
+
+#include <algorithm>
+#include <cassert>
+#include <functional>
+#include <memory>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "stream/functions.hpp"
+#include "stream/key_groups.hpp"
+#include "stream/metrics.hpp"
+#include "stream/runtime/stage.hpp"
+
+namespace stream::detail {
+
+/// Casts the next stage to the consumer type the graph promised.
+template <class T>
+runtime::consumer<T>* as_consumer(runtime::stage_object* next) {
+  auto* result = dynamic_cast<runtime::consumer<T>*>(next);
+  assert(result != nullptr && "chain wiring joined mismatched record types");
+  return result;
+}
+
+/// Common part of one-input operators: the downstream link, the output
+/// buffer and the record counters.
+template <class In, class Out>
+class operator_base : public runtime::consumer<In> {
+ public:
+  operator_base(const runtime::stage_context& ctx, runtime::stage_object* next)
+      : next_(as_consumer<Out>(next)),
+        in_(ctx.records_in),
+        out_count_(ctx.records_out),
+        batch_size_(ctx.batch_size) {}
+
+  void flush() override { next_->flush(); }
+  void finish() override { next_->finish(); }
+
+ protected:
+  /// Sends `records` downstream and counts them.
+  void forward(std::vector<Out>& records) {
+    if (records.empty()) return;
+    out_count_->add(records.size());
+    next_->push(records);
+  }
+
+  runtime::consumer<Out>* next_;
+  counter* in_;
+  counter* out_count_;
+  std::size_t batch_size_;
+  std::vector<Out> out_;
+};
+
+template <class In, class Out, class F>
+class map_stage final : public operator_base<In, Out> {
+ public:
+  map_stage(const runtime::stage_context& ctx, runtime::stage_object* next,
+            F fn)
+      : operator_base<In, Out>(ctx, next), fn_(std::move(fn)) {}
+
+  void push(std::vector<In>& records) override {
+    this->in_->add(records.size());
+    if constexpr (std::is_same_v<In, Out>) {
+      // Same type: transform in place, no second buffer.
+      for (auto& r : records) r = std::invoke(fn_, std::as_const(r));
+      this->forward(records);
+    } else {
+      auto& out = this->out_;
+      out.clear();
+      out.reserve(records.size());
+      for (const auto& r : records) out.push_back(std::invoke(fn_, r));
+      this->forward(out);
+    }
+  }
+
+ private:
+  F fn_;
+};
+
+template <class T, class F>
+class filter_stage final : public operator_base<T, T> {
+ public:
+  filter_stage(const runtime::stage_context& ctx, runtime::stage_object* next,
+               F fn)
+      : operator_base<T, T>(ctx, next), fn_(std::move(fn)) {}
+
+  void push(std::vector<T>& records) override {
+    this->in_->add(records.size());
+    std::erase_if(records, [this](const T& r) { return !std::invoke(fn_, r); });
+    this->forward(records);
+  }
+
+ private:
+  F fn_;
+};
+
+/// Counts records that pass through it; the emitter spills into this so that
+/// flat_map output is counted exactly once.
+template <class T>
+class counting_link final : public runtime::consumer<T> {
+ public:
+  counting_link(runtime::consumer<T>* next, counter* out)
+      : next_(next), out_(out) {}
+  void push(std::vector<T>& records) override {
+    out_->add(records.size());
+    next_->push(records);
+  }
+  void flush() override { next_->flush(); }
+  void finish() override { next_->finish(); }
+
+ private:
+  runtime::consumer<T>* next_;
+  counter* out_;
+};
+
+template <class In, class Out, class F>
+class flat_map_stage final : public runtime::consumer<In> {
+ public:
+  flat_map_stage(const runtime::stage_context& ctx, runtime::stage_object* next,
+                 F fn)
+      : link_(as_consumer<Out>(next), ctx.records_out),
+        in_(ctx.records_in),
+        batch_size_(ctx.batch_size),
+        fn_(std::move(fn)) {}
+
+  void push(std::vector<In>& records) override {
+    in_->add(records.size());
+    out_.clear();
+    emitter<Out> out{out_, &link_, batch_size_};
+    for (const auto& r : records) std::invoke(fn_, r, out);
+    out.spill();
+  }
+  void flush() override { link_.flush(); }
+  void finish() override { link_.finish(); }
+
+ private:
+  counting_link<Out> link_;
+  counter* in_;
+  std::size_t batch_size_;
+  F fn_;
+  std::vector<Out> out_;
+};
+
+/// Passes records through unchanged: the stage of a `union`.
+template <class T>
+class identity_stage final : public operator_base<T, T> {
+ public:
+  using operator_base<T, T>::operator_base;
+  void push(std::vector<T>& records) override {
+    this->in_->add(records.size());
+    this->forward(records);
+  }
+};
+
+/// Keyed state of one operator instance: one hash map per key group, so a
+/// key-group range can be snapshotted, moved or dropped on its own.
+template <class K, class S>
+class keyed_state_table {
+ public:
+  using map_type = std::unordered_map<K, S>;
+
+  explicit keyed_state_table(std::uint32_t max_parallelism)
+      : groups_(max_parallelism) {}
+
+  /// The map of key group `kg`, created on first use.
+  map_type& group(key_group kg) {
+    auto& g = groups_[kg];
+    if (!g) g = std::make_unique<map_type>();
+    return *g;
+  }
+
+  /// Number of keys with state, over all key groups.
+  std::size_t size() const {
+    std::size_t n = 0;
+    for (const auto& g : groups_) n += g ? g->size() : 0;
+    return n;
+  }
+
+ private:
+  std::vector<std::unique_ptr<map_type>> groups_;
+};
+
+/// Keyed operators: `Step` is called per record with the key, the record, the
+/// state map of its key group and an emitter.
+template <class In, class Out, class K, class KeyFn, class S, class Step>
+class keyed_stage final : public runtime::consumer<In> {
+ public:
+  keyed_stage(const runtime::stage_context& ctx, runtime::stage_object* next,
+              KeyFn key_fn, Step step)
+      : link_(as_consumer<Out>(next), ctx.records_out),
+        in_(ctx.records_in),
+        batch_size_(ctx.batch_size),
+        max_parallelism_(ctx.max_parallelism),
+        state_(ctx.max_parallelism),
+        key_fn_(std::move(key_fn)),
+        step_(std::move(step)) {}
+
+  void push(std::vector<In>& records) override {
+    in_->add(records.size());
+    out_.clear();
+    emitter<Out> out{out_, &link_, batch_size_};
+    for (const auto& r : records) {
+      const K key = std::invoke(key_fn_, r);
+      auto kg = assign_key_group(hash_key(key), max_parallelism_);
+      step_(key, r, state_.group(kg), out);
+    }
+    out.spill();
+  }
+  void flush() override { link_.flush(); }
+  void finish() override { link_.finish(); }
+
+ private:
+  counting_link<Out> link_;
+  counter* in_;
+  std::size_t batch_size_;
+  std::uint32_t max_parallelism_;
+  keyed_state_table<K, S> state_;
+  KeyFn key_fn_;
+  Step step_;
+  std::vector<Out> out_;
+};
+
+/// Copies every batch to several downstream consumers (a stream consumed
+/// more than once). The last consumer gets the original.
+template <class T>
+class fanout_stage final : public runtime::consumer<T> {
+ public:
+  explicit fanout_stage(std::vector<runtime::stage_object*> targets) {
+    for (auto* t : targets) targets_.push_back(as_consumer<T>(t));
+  }
+  void push(std::vector<T>& records) override {
+    for (std::size_t i = 0; i + 1 < targets_.size(); ++i) {
+      copy_ = records;
+      targets_[i]->push(copy_);
+    }
+    targets_.back()->push(records);
+  }
+  void flush() override {
+    for (auto* t : targets_) t->flush();
+  }
+  void finish() override {
+    for (auto* t : targets_) t->finish();
+  }
+
+ private:
+  std::vector<runtime::consumer<T>*> targets_;
+  std::vector<T> copy_;
+};
+
+/// Drops records of a stream nobody consumes.
+template <class T>
+class discard_stage final : public runtime::consumer<T> {
+ public:
+  void push(std::vector<T>&) override {}
+  void flush() override {}
+  void finish() override {}
+};
+
+}  // namespace stream::detail

@@ -1,0 +1,169 @@
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "stream/detail/operators.hpp"
+#include "stream/detail/text_io.hpp"
+#include "stream/runtime/stage.hpp"
+
+namespace stream::detail {
+
+/// Shared part of sources: the downstream link and the output counter.
+template <class T>
+class source_base : public runtime::source_stage {
+ public:
+  source_base(const runtime::stage_context& ctx, runtime::stage_object* next)
+      : next_(as_consumer<T>(next)), out_count_(ctx.records_out) {}
+
+  void request_stop() override { stop_ = true; }
+  void flush() override { next_->flush(); }
+
+ protected:
+  void forward(std::vector<T>& records) {
+    if (records.empty()) return;
+    out_count_->add(records.size());
+    next_->push(records);
+    records.clear();
+  }
+
+  runtime::pull_result end() {
+    next_->finish();
+    return {runtime::pull_result::state::ended, {}};
+  }
+
+  runtime::consumer<T>* next_;
+  counter* out_count_;
+  std::vector<T> out_;
+  bool stop_ = false;
+};
+
+/// Calls a user function with record indices. Subtask s of p produces the
+/// indices s, s+p, s+2p, ... below `count`, so the output does not depend on
+/// timing, and the next index is the resumable position.
+template <class T, class F>
+class generator_source final : public source_base<T> {
+ public:
+  generator_source(const runtime::stage_context& ctx,
+                   runtime::stage_object* next, F fn, std::uint64_t count,
+                   double rate)
+      : source_base<T>(ctx, next),
+        fn_(std::move(fn)),
+        next_index_(ctx.subtask),
+        stride_(ctx.parallelism),
+        count_(count),
+        rate_(rate / ctx.parallelism) {}
+
+  status open() override {
+    start_ = std::chrono::steady_clock::now();
+    return {};
+  }
+
+  runtime::pull_result pull(std::size_t max_records) override {
+    if (this->stop_ || next_index_ >= count_) return this->end();
+    std::size_t n = max_records;
+    if (rate_ > 0) {
+      auto elapsed = std::chrono::duration<double>(
+          std::chrono::steady_clock::now() - start_);
+      auto due = static_cast<std::uint64_t>(elapsed.count() * rate_) + 1;
+      if (due <= produced_) {
+        auto at =
+            start_ +
+            std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                std::chrono::duration<double>(static_cast<double>(produced_) /
+                                              rate_));
+        return {runtime::pull_result::state::throttled, at};
+      }
+      n = std::min<std::uint64_t>(n, due - produced_);
+    }
+    auto& out = this->out_;
+    out.reserve(n);
+    for (std::size_t i = 0; i < n && next_index_ < count_; ++i) {
+      out.push_back(std::invoke(fn_, next_index_));
+      next_index_ += stride_;
+    }
+    produced_ += out.size();
+    this->forward(out);
+    return {};
+  }
+
+  /// The index of the next record this subtask produces.
+  std::uint64_t position() const noexcept { return next_index_; }
+
+ private:
+  F fn_;
+  std::uint64_t next_index_;
+  std::uint64_t stride_;
+  std::uint64_t count_;
+  double rate_;
+  std::uint64_t produced_ = 0;
+  std::chrono::steady_clock::time_point start_;
+};
+
+/// Emits the lines of one text file (parallelism 1).
+class text_file_source final : public source_base<std::string> {
+ public:
+  text_file_source(const runtime::stage_context& ctx,
+                   runtime::stage_object* next, std::string path)
+      : source_base<std::string>(ctx, next), path_(std::move(path)) {}
+
+  status open() override {
+    auto reader = line_reader::open(path_);
+    if (!reader) return reader.error();
+    reader_ = std::move(*reader);
+    return {};
+  }
+
+  runtime::pull_result pull(std::size_t max_records) override {
+    if (stop_) return end();
+    out_.resize(max_records);
+    std::size_t n = 0;
+    while (n < max_records && reader_->next(out_[n])) ++n;
+    out_.resize(n);
+    if (!reader_->error().ok())
+      throw std::runtime_error(reader_->error().message());
+    bool done = n < max_records;
+    forward(out_);
+    return done ? end() : runtime::pull_result{};
+  }
+
+  /// Byte offset of the next line.
+  std::uint64_t position() const noexcept { return reader_->offset(); }
+
+ private:
+  std::string path_;
+  std::unique_ptr<line_reader> reader_;
+};
+
+/// Emits the elements of an in-memory collection (parallelism 1).
+template <class T>
+class collection_source final : public source_base<T> {
+ public:
+  collection_source(const runtime::stage_context& ctx,
+                    runtime::stage_object* next,
+                    std::shared_ptr<const std::vector<T>> items)
+      : source_base<T>(ctx, next), items_(std::move(items)) {}
+
+  runtime::pull_result pull(std::size_t max_records) override {
+    if (this->stop_ || next_ >= items_->size()) return this->end();
+    auto n = std::min(max_records, items_->size() - next_);
+    this->out_.assign(items_->begin() + static_cast<std::ptrdiff_t>(next_),
+                      items_->begin() + static_cast<std::ptrdiff_t>(next_ + n));
+    next_ += n;
+    this->forward(this->out_);
+    return {};
+  }
+
+ private:
+  std::shared_ptr<const std::vector<T>> items_;
+  std::size_t next_ = 0;
+};
+
+}  // namespace stream::detail

@@ -1,0 +1,68 @@
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "stream/status.hpp"
+
+namespace stream::detail {
+
+/// Reads a text file line by line with a large buffer. Not thread-safe.
+class line_reader {
+ public:
+  /// Opens `path`; the error names the file and the system's reason.
+  static result<std::unique_ptr<line_reader>> open(const std::string& path);
+  ~line_reader();
+  line_reader(const line_reader&) = delete;
+  line_reader& operator=(const line_reader&) = delete;
+
+  /// Reads the next line into `line` without its "\n" or "\r\n". Returns
+  /// false at the end of the file; a read error is reported as an
+  /// `errc::io_error` status in `error()`.
+  bool next(std::string& line);
+
+  /// The error that stopped reading, or ok at the end of the file.
+  const status& error() const noexcept { return error_; }
+
+  /// Byte offset of the next line: the resumable position.
+  std::uint64_t offset() const noexcept { return offset_; }
+
+ private:
+  line_reader(std::FILE* file, std::string path);
+
+  std::FILE* file_;
+  std::string path_;
+  char* buffer_ = nullptr;
+  std::size_t capacity_ = 0;
+  std::uint64_t offset_ = 0;
+  status error_;
+};
+
+/// Writes text to a file or to stdout through a large buffer. Not
+/// thread-safe.
+class text_writer {
+ public:
+  /// Opens (truncates) `path`; "-" means standard output.
+  static result<std::unique_ptr<text_writer>> open(const std::string& path);
+  ~text_writer();
+  text_writer(const text_writer&) = delete;
+  text_writer& operator=(const text_writer&) = delete;
+
+  /// Appends `text`; fails with `errc::io_error` naming the file.
+  status write(std::string_view text);
+
+  /// Pushes buffered text to the operating system.
+  status flush();
+
+ private:
+  text_writer(std::FILE* file, std::string path, bool owned);
+
+  std::FILE* file_;
+  std::string path_;
+  bool owned_;
+};
+
+}  // namespace stream::detail

@@ -1,0 +1,50 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "stream/status.hpp"
+
+namespace stream {
+
+/// Job-wide settings shared by every role. Plain data with documented
+/// defaults; `stream::run` fills it from flags, an INI file and `STREAM_*`
+/// environment variables, tests fill it directly.
+struct job_options {
+  /// Name of the job: the `job` label of every metric.
+  std::string job_name = "job";
+  /// Default parallelism of operators that do not set their own.
+  std::uint32_t parallelism = 1;
+  /// Number of key groups, the upper bound of any keyed parallelism
+  /// (1..32768).
+  std::uint32_t max_parallelism = 128;
+  /// Records per batch on a channel (1..65536).
+  std::uint32_t batch_size = 1024;
+  /// A partially filled batch is sent at the latest after this long.
+  std::chrono::microseconds flush_timeout = std::chrono::milliseconds{100};
+  /// Credit window per channel, in batches: a sender never has more batches
+  /// in flight or queued at the receiver than this (1..4096).
+  std::uint32_t channel_credits = 8;
+  /// Worker threads of the actor system; 0 means one per core.
+  std::uint32_t threads = 0;
+  /// Address and TCP port of the `/metrics` endpoint; port 0 picks a free
+  /// port, and an empty address disables the endpoint.
+  std::string metrics_address = "0.0.0.0";
+  std::uint16_t metrics_port = 9249;
+  /// Stop gracefully (as on SIGINT) after this long; zero runs until the
+  /// input ends.
+  std::chrono::milliseconds stop_after{0};
+  /// How often a status line is printed to stderr; zero disables it.
+  std::chrono::milliseconds status_interval{0};
+
+  /// Checks every field against its documented range; the error names the
+  /// offending option.
+  status validate() const;
+};
+
+/// Parses a duration such as "100ms", "2s", "250us", "1m" or "0". A bare
+/// number is rejected unless it is 0, so a unit is never guessed.
+result<std::chrono::microseconds> parse_duration(const std::string& text);
+
+}  // namespace stream

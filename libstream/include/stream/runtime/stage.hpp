@@ -1,0 +1,128 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stream/runtime/batch.hpp"
+#include "stream/status.hpp"
+
+namespace stream {
+class counter;
+class key_group_table;
+}  // namespace stream
+
+namespace stream::runtime {
+
+/// Where the last stage of a chain hands full batches; implemented by the
+/// task that hosts the chain. Output channels are numbered per task.
+class output_gate {
+ public:
+  virtual ~output_gate() = default;
+
+  /// Takes ownership of `records` for output channel `channel`. Never blocks:
+  /// without credit the task queues the batch and reports backpressure.
+  virtual void emit(std::uint32_t channel, batch_ptr records) = 0;
+};
+
+/// What a stage learns about its place in the job when it is created.
+/// Pointers stay valid for the lifetime of the task.
+struct stage_context {
+  std::string job_name;
+  std::string operator_name;
+  std::uint32_t operator_id = 0;
+  std::uint32_t subtask = 0;
+  std::uint32_t parallelism = 1;
+  std::uint32_t max_parallelism = 128;
+  std::uint32_t batch_size = 1024;
+  counter* records_in = nullptr;   ///< Never null once the task is built.
+  counter* records_out = nullptr;  ///< Never null once the task is built.
+  /// Key-group table of the keyed input edge; null for non-keyed stages.
+  std::shared_ptr<const key_group_table> input_table;
+};
+
+/// Base of every stage in a chain: something the task owns and opens.
+class stage_object {
+ public:
+  virtual ~stage_object() = default;
+
+  /// Acquires resources (files, connections). An error fails the task before
+  /// any record flows.
+  virtual status open() { return {}; }
+
+  /// Releases resources after the last record; also called on cancellation.
+  virtual void close() {}
+};
+
+/// A stage that consumes batches of `T`: an operator, a router or a sink.
+/// Called only by the task's actor, so implementations need no locking.
+template <class T>
+class consumer : public stage_object {
+ public:
+  /// Consumes `records`. The callee may modify or move from the elements;
+  /// the caller clears the vector before reusing it.
+  virtual void push(std::vector<T>& records) = 0;
+
+  /// Emits any buffered output downstream, then flushes downstream. Called
+  /// on the flush timer and before every control event is forwarded.
+  virtual void flush() = 0;
+
+  /// Every input ended: emits final output, then finishes downstream.
+  virtual void finish() = 0;
+};
+
+/// Outcome of one `source_stage::pull`.
+struct pull_result {
+  enum class state : std::uint8_t {
+    more,       ///< Call again right away.
+    throttled,  ///< Call again at `resume_at` (rate limit, no data yet).
+    ended,      ///< The input is exhausted; the source was finished.
+  };
+  state next = state::more;
+  std::chrono::steady_clock::time_point resume_at{};
+};
+
+/// The head of a source chain. Sources are pulled by their task, which stops
+/// pulling while any output lacks credit: that is how backpressure reaches
+/// the source.
+class source_stage : public stage_object {
+ public:
+  /// Produces at most `max_records` records into the chain.
+  virtual pull_result pull(std::size_t max_records) = 0;
+
+  /// Ends the input early (graceful stop): the next `pull` finishes the
+  /// chain and reports `ended`.
+  virtual void request_stop() = 0;
+
+  /// Emits buffered output downstream (see `consumer::flush`).
+  virtual void flush() = 0;
+};
+
+/// Adapts the typed head of a non-source chain to type-erased batches.
+class chain_head {
+ public:
+  virtual ~chain_head() = default;
+  virtual void push(batch_base& records) = 0;
+  virtual void flush() = 0;
+  virtual void finish() = 0;
+};
+
+template <class T>
+class typed_chain_head final : public chain_head {
+ public:
+  explicit typed_chain_head(consumer<T>* head) : head_(head) {}
+
+  void push(batch_base& records) override {
+    head_->push(static_cast<batch<T>&>(records).records);
+  }
+  void flush() override { head_->flush(); }
+  void finish() override { head_->finish(); }
+
+ private:
+  consumer<T>* head_;
+};
+
+}  // namespace stream::runtime

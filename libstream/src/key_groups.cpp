@@ -1,0 +1,185 @@
+#include "stream/key_groups.hpp"
+
+#include <bit>
+#include <cstring>
+#include <utility>
+
+namespace stream {
+
+namespace {
+
+constexpr std::uint32_t murmur_c1 = 0xcc9e2d51;
+constexpr std::uint32_t murmur_c2 = 0x1b873593;
+
+constexpr std::uint32_t mix_k1(std::uint32_t k1) noexcept {
+  k1 *= murmur_c1;
+  k1 = std::rotl(k1, 15);
+  return k1 * murmur_c2;
+}
+
+constexpr std::uint32_t fmix32(std::uint32_t h) noexcept {
+  h ^= h >> 16;
+  h *= 0x85ebca6b;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35;
+  h ^= h >> 16;
+  return h;
+}
+
+status check_parallelism(std::uint32_t max_parallelism,
+                         std::uint32_t parallelism) {
+  if (max_parallelism < 1 || max_parallelism > max_max_parallelism) {
+    return {errc::invalid_argument, "max parallelism must be in 1.." +
+                                        std::to_string(max_max_parallelism) +
+                                        ", got " +
+                                        std::to_string(max_parallelism)};
+  }
+  if (parallelism < 1 || parallelism > max_parallelism) {
+    return {errc::invalid_argument,
+            "parallelism must be in 1..max parallelism (" +
+                std::to_string(max_parallelism) + "), got " +
+                std::to_string(parallelism)};
+  }
+  return status::success();
+}
+
+}  // namespace
+
+std::uint32_t murmur3_32(const void* data, std::size_t size,
+                         std::uint32_t seed) noexcept {
+  assert(data != nullptr || size == 0);
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  const std::size_t block_count = size / 4;
+  std::uint32_t h1 = seed;
+  for (std::size_t i = 0; i < block_count; ++i) {
+    // memcpy: blocks may be unaligned; the host is little-endian (asserted in
+    // hash_key), which is the byte order the reference's values assume.
+    std::uint32_t k1 = 0;
+    std::memcpy(&k1, bytes + i * 4, sizeof(k1));
+    h1 ^= mix_k1(k1);
+    h1 = std::rotl(h1, 13);
+    h1 = h1 * 5 + 0xe6546b64;
+  }
+  const unsigned char* tail = bytes + block_count * 4;
+  std::uint32_t k1 = 0;
+  switch (size & 3) {
+    case 3:
+      k1 ^= std::uint32_t{tail[2]} << 16;
+      [[fallthrough]];
+    case 2:
+      k1 ^= std::uint32_t{tail[1]} << 8;
+      [[fallthrough]];
+    case 1:
+      k1 ^= std::uint32_t{tail[0]};
+      h1 ^= mix_k1(k1);
+      break;
+    default:
+      break;
+  }
+  // The reference takes an int length; modulo 2^32 matches it for every size
+  // it accepts.
+  h1 ^= static_cast<std::uint32_t>(size);
+  return fmix32(h1);
+}
+
+key_group_table::key_group_table(std::vector<std::uint16_t> owners,
+                                 std::uint32_t parallelism,
+                                 std::uint64_t version)
+    : owners_(std::move(owners)), parallelism_(parallelism), version_(version) {
+  assert(!owners_.empty() && owners_.size() <= max_max_parallelism);
+  assert(parallelism_ >= 1 && parallelism_ <= owners_.size());
+}
+
+result<key_group_table> key_group_table::contiguous(
+    std::uint32_t max_parallelism, std::uint32_t parallelism,
+    std::uint64_t version) {
+  if (status checked = check_parallelism(max_parallelism, parallelism);
+      !checked.ok()) {
+    return checked;
+  }
+  std::vector<std::uint16_t> owners(max_parallelism);
+  for (std::uint32_t subtask = 0; subtask < parallelism; ++subtask) {
+    const key_group_range range =
+        range_for_subtask(max_parallelism, parallelism, subtask);
+    for (key_group kg = range.start; kg < range.end; ++kg) {
+      owners[kg] = static_cast<std::uint16_t>(subtask);
+    }
+  }
+  return key_group_table{std::move(owners), parallelism, version};
+}
+
+result<key_group_table> key_group_table::from_owners(
+    std::vector<std::uint32_t> owners, std::uint32_t parallelism,
+    std::uint64_t version) {
+  if (owners.empty() || owners.size() > max_max_parallelism) {
+    return status{errc::invalid_argument,
+                  "a key group table needs 1.." +
+                      std::to_string(max_max_parallelism) +
+                      " owners (one per key group), got " +
+                      std::to_string(owners.size())};
+  }
+  const auto max_parallelism = static_cast<std::uint32_t>(owners.size());
+  if (status checked = check_parallelism(max_parallelism, parallelism);
+      !checked.ok()) {
+    return checked;
+  }
+  std::vector<std::uint16_t> narrow(owners.size());
+  for (std::size_t kg = 0; kg < owners.size(); ++kg) {
+    if (owners[kg] >= parallelism) {
+      return status{errc::invalid_argument,
+                    "key group " + std::to_string(kg) +
+                        " is owned by subtask " + std::to_string(owners[kg]) +
+                        ", but parallelism is " + std::to_string(parallelism)};
+    }
+    // Fits: owners[kg] < parallelism <= max_max_parallelism = 1 << 15.
+    narrow[kg] = static_cast<std::uint16_t>(owners[kg]);
+  }
+  return key_group_table{std::move(narrow), parallelism, version};
+}
+
+std::vector<std::uint32_t> key_group_table::owners() const {
+  return {owners_.begin(), owners_.end()};
+}
+
+std::vector<key_group> key_group_table::owned_by(std::uint32_t subtask) const {
+  assert(subtask < parallelism_);
+  std::vector<key_group> groups;
+  for (std::size_t kg = 0; kg < owners_.size(); ++kg) {
+    if (owners_[kg] == subtask) groups.push_back(static_cast<key_group>(kg));
+  }
+  return groups;
+}
+
+std::vector<key_group_range> key_group_table::ranges_of(
+    std::uint32_t subtask) const {
+  assert(subtask < parallelism_);
+  std::vector<key_group_range> ranges;
+  const auto size = static_cast<std::uint32_t>(owners_.size());
+  for (std::uint32_t kg = 0; kg < size; ++kg) {
+    if (owners_[kg] != subtask) continue;
+    // Ranges are appended in ascending order, so only the last can grow.
+    if (!ranges.empty() && ranges.back().end == kg) {
+      ranges.back().end = kg + 1;
+    } else {
+      ranges.push_back({kg, kg + 1});
+    }
+  }
+  return ranges;
+}
+
+std::string key_group_table::to_string() const {
+  std::string out = "v" + std::to_string(version_);
+  const std::size_t size = owners_.size();
+  std::size_t start = 0;
+  while (start < size) {
+    std::size_t last = start;
+    while (last + 1 < size && owners_[last + 1] == owners_[start]) ++last;
+    out += " [" + std::to_string(start);
+    if (last != start) out += "-" + std::to_string(last);
+    out += "]->" + std::to_string(owners_[start]);
+    start = last + 1;
+  }
+  return out;
+}
+
+}  // namespace stream

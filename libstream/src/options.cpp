@@ -1,0 +1,80 @@
+#include "stream/options.hpp"
+
+#include <charconv>
+
+#include "stream/key_groups.hpp"
+
+namespace stream {
+
+namespace {
+
+status out_of_range(const char* option, std::uint64_t value, std::uint64_t lo,
+                    std::uint64_t hi) {
+  return status{errc::invalid_config,
+                std::string{"--"} + option + " must be between " +
+                    std::to_string(lo) + " and " + std::to_string(hi) +
+                    ", got " + std::to_string(value)};
+}
+
+}  // namespace
+
+status job_options::validate() const {
+  if (job_name.empty())
+    return status{errc::invalid_config, "--job-name must not be empty"};
+  if (max_parallelism < 1 || max_parallelism > max_max_parallelism)
+    return out_of_range("max-parallelism", max_parallelism, 1,
+                        max_max_parallelism);
+  if (parallelism < 1 || parallelism > max_parallelism)
+    return out_of_range("parallelism", parallelism, 1, max_parallelism);
+  if (batch_size < 1 || batch_size > 65536)
+    return out_of_range("batch-size", batch_size, 1, 65536);
+  if (channel_credits < 1 || channel_credits > 4096)
+    return out_of_range("channel-credits", channel_credits, 1, 4096);
+  if (threads > 1024) return out_of_range("threads", threads, 0, 1024);
+  if (flush_timeout < std::chrono::microseconds{100} ||
+      flush_timeout > std::chrono::minutes{1})
+    return status{errc::invalid_config,
+                  "--flush-timeout must be between 100us and 1m"};
+  if (stop_after.count() < 0)
+    return status{errc::invalid_config, "--stop-after must be >= 0"};
+  if (status_interval.count() < 0)
+    return status{errc::invalid_config, "--status-interval must be >= 0"};
+  return {};
+}
+
+result<std::chrono::microseconds> parse_duration(const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    return status{errc::invalid_config,
+                  "invalid duration '" + text + "': " + why};
+  };
+  std::uint64_t number = 0;
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(first, last, number);
+  if (ec == std::errc::result_out_of_range) return bad("number too large");
+  if (ec != std::errc{} || ptr == first)
+    return bad("expected a number followed by a unit (us, ms, s, m, h)");
+  std::string unit{ptr, last};
+  if (unit.empty()) {
+    if (number == 0) return std::chrono::microseconds{0};
+    return bad("missing unit (us, ms, s, m, h)");
+  }
+  std::uint64_t scale = 0;
+  if (unit == "us")
+    scale = 1;
+  else if (unit == "ms")
+    scale = 1000;
+  else if (unit == "s")
+    scale = 1000 * 1000;
+  else if (unit == "m")
+    scale = 60ULL * 1000 * 1000;
+  else if (unit == "h")
+    scale = 3600ULL * 1000 * 1000;
+  else
+    return bad("unknown unit '" + unit + "' (use us, ms, s, m or h)");
+  constexpr std::uint64_t limit = 1ULL << 62;
+  if (number > limit / scale) return bad("too long");
+  return std::chrono::microseconds{static_cast<std::int64_t>(number * scale)};
+}
+
+}  // namespace stream

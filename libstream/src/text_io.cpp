@@ -1,0 +1,83 @@
+#include "stream/detail/text_io.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace stream::detail {
+
+namespace {
+
+status io_failure(const char* what, const std::string& path) {
+  return status{errc::io_error,
+                std::string{what} + " '" + path + "': " + std::strerror(errno)};
+}
+
+// Large stdio buffers: one syscall per megabyte, not per line.
+constexpr std::size_t io_buffer_bytes = 1 << 20;
+
+}  // namespace
+
+result<std::unique_ptr<line_reader>> line_reader::open(
+    const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) return io_failure("cannot open input file", path);
+  std::setvbuf(file, nullptr, _IOFBF, io_buffer_bytes);
+  return std::unique_ptr<line_reader>{new line_reader(file, path)};
+}
+
+line_reader::line_reader(std::FILE* file, std::string path)
+    : file_(file), path_(std::move(path)) {}
+
+line_reader::~line_reader() {
+  std::free(buffer_);
+  std::fclose(file_);
+}
+
+bool line_reader::next(std::string& line) {
+  errno = 0;
+  auto n = ::getline(&buffer_, &capacity_, file_);
+  if (n < 0) {
+    if (std::ferror(file_) != 0) error_ = io_failure("cannot read", path_);
+    return false;
+  }
+  offset_ += static_cast<std::uint64_t>(n);
+  std::size_t len = static_cast<std::size_t>(n);
+  if (len > 0 && buffer_[len - 1] == '\n') --len;
+  if (len > 0 && buffer_[len - 1] == '\r') --len;
+  line.assign(buffer_, len);
+  return true;
+}
+
+result<std::unique_ptr<text_writer>> text_writer::open(
+    const std::string& path) {
+  if (path == "-")
+    return std::unique_ptr<text_writer>{new text_writer(stdout, path, false)};
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  if (file == nullptr) return io_failure("cannot open output file", path);
+  std::setvbuf(file, nullptr, _IOFBF, io_buffer_bytes);
+  return std::unique_ptr<text_writer>{new text_writer(file, path, true)};
+}
+
+text_writer::text_writer(std::FILE* file, std::string path, bool owned)
+    : file_(file), path_(std::move(path)), owned_(owned) {}
+
+text_writer::~text_writer() {
+  if (owned_)
+    std::fclose(file_);
+  else
+    std::fflush(file_);
+}
+
+status text_writer::write(std::string_view text) {
+  if (std::fwrite(text.data(), 1, text.size(), file_) != text.size())
+    return io_failure("cannot write to", path_);
+  return {};
+}
+
+status text_writer::flush() {
+  if (std::fflush(file_) != 0) return io_failure("cannot flush", path_);
+  return {};
+}
+
+}  // namespace stream::detail

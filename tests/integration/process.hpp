@@ -1,0 +1,50 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace stream::testing {
+
+/// A child process with stdout and stderr captured to files. The destructor
+/// kills it if it is still running.
+class child_process {
+ public:
+  /// Starts `argv[0]` with `argv`, extra environment variables `env`.
+  child_process(const std::vector<std::string>& argv,
+                const std::map<std::string, std::string>& env = {});
+  ~child_process();
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+
+  /// Waits at most `timeout` for the exit; returns the exit code, 128+signal
+  /// when killed by a signal, or -1 on timeout (the child is then killed).
+  int wait(std::chrono::milliseconds timeout);
+
+  /// Sends `sig` to the child.
+  void signal(int sig);
+
+  /// Output captured so far.
+  std::string out() const;
+  std::string err() const;
+
+  /// Polls stderr until it contains `needle`; false after `timeout`.
+  bool wait_for_err(const std::string& needle,
+                    std::chrono::milliseconds timeout) const;
+
+ private:
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  std::string out_path_;
+  std::string err_path_;
+};
+
+/// Runs a command to completion (timeout 120 s) and returns its exit code.
+int run_command(const std::vector<std::string>& argv, std::string* out,
+                std::string* err,
+                const std::map<std::string, std::string>& env = {});
+
+}  // namespace stream::testing

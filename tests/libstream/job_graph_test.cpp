@@ -1,0 +1,179 @@
+// Planning: parallelism, partitioning, chaining and channel numbering.
+
+#include "stream/job_graph.hpp"
+
+#include <gtest/gtest.h>
+
+#include "stream/environment.hpp"
+
+namespace stream {
+namespace {
+
+job_options options_with(std::uint32_t parallelism) {
+  job_options o;
+  o.parallelism = parallelism;
+  return o;
+}
+
+execution_plan plan_of(const environment& env) {
+  auto p = execution_plan::build(env.graph(), env.options(), env.chaining());
+  EXPECT_TRUE(p.ok()) << p.error().to_string();
+  return std::move(*p);
+}
+
+std::vector<std::string> chain_names(const execution_plan& plan) {
+  std::vector<std::string> names;
+  for (const auto& c : plan.chains()) names.push_back(c.name);
+  return names;
+}
+
+auto gen() {
+  return [](std::uint64_t i) { return static_cast<int>(i); };
+}
+
+TEST(chaining, joins_forward_operators_of_equal_parallelism) {
+  environment env{options_with(2)};
+  env.from_generator(gen())
+      .map([](const int& x) { return x + 1; })
+      .filter([](const int& x) { return x > 0; })
+      .discard();
+  auto plan = plan_of(env);
+  EXPECT_EQ(
+      chain_names(plan),
+      (std::vector<std::string>{"generator -> map -> filter -> discard"}));
+  EXPECT_EQ(plan.chains()[0].parallelism, 2U);
+}
+
+TEST(chaining, breaks_at_a_key_by_and_resumes_after_the_keyed_operator) {
+  environment env{options_with(2)};
+  env.from_generator(gen())
+      .map([](const int& x) { return x; })
+      .key_by([](const int& x) { return x % 7; })
+      .reduce([](const int& a, const int& b) { return a + b; })
+      .map([](const int& x) { return x * 2; })
+      .discard();
+  auto plan = plan_of(env);
+  EXPECT_EQ(chain_names(plan),
+            (std::vector<std::string>{"generator -> map_1",
+                                      "reduce -> map_3 -> discard"}));
+  EXPECT_EQ(plan.edge(1).kind, partitioning::hash);
+  EXPECT_FALSE(plan.edge(1).chained);
+  ASSERT_NE(plan.edge(1).table, nullptr);
+  EXPECT_EQ(plan.edge(1).table->parallelism(), 2U);
+}
+
+TEST(chaining, breaks_where_parallelism_changes) {
+  environment env{options_with(4)};
+  env.from_generator(gen())
+      .map([](const int& x) { return x; })
+      .parallelism(2)
+      .filter([](const int&) { return true; })
+      .parallelism(2)
+      .discard();
+  auto plan = plan_of(env);
+  EXPECT_EQ(chain_names(plan), (std::vector<std::string>{
+                                   "generator", "map -> filter", "discard"}));
+  EXPECT_EQ(plan.edge(0).kind, partitioning::rebalance);
+  EXPECT_EQ(plan.edge(2).kind, partitioning::rebalance);
+}
+
+TEST(chaining, respects_start_new_chain_rebalance_and_disable) {
+  environment env{options_with(1)};
+  auto s = env.from_generator(gen());
+  s.map([](const int& x) { return x; })
+      .start_new_chain()
+      .rebalance()
+      .filter([](const int&) { return true; })
+      .discard();
+  EXPECT_EQ(
+      chain_names(plan_of(env)),
+      (std::vector<std::string>{"generator", "map", "filter -> discard"}));
+  env.disable_chaining();
+  EXPECT_EQ(plan_of(env).chains().size(), 4U);
+}
+
+TEST(chaining, does_not_chain_a_stream_consumed_twice_or_a_union) {
+  environment env{options_with(1)};
+  auto a = env.from_generator(gen());
+  auto b = env.from_collection(std::vector<int>{1, 2});
+  auto m = a.map([](const int& x) { return x; });
+  m.discard();
+  m.union_with(b).discard();
+  auto plan = plan_of(env);
+  EXPECT_EQ(chain_names(plan),
+            (std::vector<std::string>{"generator -> map", "collection",
+                                      "discard_3", "union -> discard_5"}));
+}
+
+TEST(execution_plan, numbers_channels_the_same_at_both_ends) {
+  environment env{options_with(1)};
+  env.from_generator(gen())
+      .parallelism(2)
+      .rebalance()
+      .map([](const int& x) { return x; })
+      .parallelism(3)
+      .discard();
+  auto plan = plan_of(env);
+  ASSERT_EQ(plan.chains().size(), 3U);
+  EXPECT_EQ(plan.outputs(0, 1).size(), 3U);
+  EXPECT_EQ(plan.inputs(1, 2).size(), 2U);
+  for (std::uint32_t from = 0; from < 2; ++from) {
+    for (std::uint32_t to = 0; to < 3; ++to) {
+      auto out = plan.outputs(0, from).at(plan.output_channel(0, to));
+      auto in = plan.inputs(1, to).at(plan.input_channel(0, from));
+      EXPECT_EQ(out.peer_subtask, to);
+      EXPECT_EQ(in.peer_subtask, from);
+    }
+  }
+}
+
+TEST(execution_plan, rejects_invalid_jobs_with_a_message_naming_the_problem) {
+  {
+    environment env;
+    env.from_generator(gen()).map([](const int& x) { return x; });
+    auto p = execution_plan::build(env.graph(), env.options());
+    ASSERT_FALSE(p.ok());
+    EXPECT_NE(p.error().message().find("no sink"), std::string::npos);
+  }
+  {
+    job_options o;
+    o.max_parallelism = 4;
+    environment env{o};
+    env.from_generator(gen())
+        .key_by([](const int& x) { return x; })
+        .reduce([](const int& a, const int&) { return a; })
+        .parallelism(8)
+        .discard();
+    auto p = execution_plan::build(env.graph(), o);
+    ASSERT_FALSE(p.ok());
+    EXPECT_NE(p.error().message().find("reduce"), std::string::npos);
+  }
+  {
+    environment env;
+    auto s = env.from_generator(gen());
+    s.map([](const int& x) { return x; }).name("same").discard();
+    s.map([](const int& x) { return x; }).name("same").discard();
+    auto p = execution_plan::build(env.graph(), env.options());
+    ASSERT_FALSE(p.ok());
+    EXPECT_NE(p.error().message().find("'same'"), std::string::npos);
+  }
+  {
+    environment env;
+    env.read_text_file("/dev/null").parallelism(3).discard();
+    auto p = execution_plan::build(env.graph(), env.options());
+    ASSERT_FALSE(p.ok());
+    EXPECT_NE(p.error().message().find("text_file"), std::string::npos);
+  }
+}
+
+TEST(execution_plan, caps_default_parallelism_of_single_instance_sources) {
+  environment env{options_with(4)};
+  env.read_text_file("/dev/null").discard();
+  auto plan = plan_of(env);
+  EXPECT_EQ(plan.chains()[0].name, "text_file");
+  EXPECT_EQ(plan.chains()[0].parallelism, 1U);
+  EXPECT_EQ(plan.chains()[1].parallelism, 4U);
+}
+
+}  // namespace
+}  // namespace stream

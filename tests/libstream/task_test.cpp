@@ -1,0 +1,219 @@
+// The channel protocol of one task, driven by hand through a fake transport:
+// ordering of data and control events, watermark and barrier handling, and
+// credit-based backpressure. No actor system involved.
+
+#include "stream/runtime/task.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "stream/environment.hpp"
+#include "stream/metrics.hpp"
+
+namespace stream::runtime {
+namespace {
+
+/// Records every send as a short string: "B<ch>:<n>" batch, "W<ch>:<wm>",
+/// "X<ch>:<id>" barrier, "E<ch>" end of input, "C<ch>:<n>" credit.
+class fake_transport final : public transport {
+ public:
+  void send_batch(std::uint32_t ch, batch_ptr records) override {
+    log.push_back("B" + std::to_string(ch) + ":" +
+                  std::to_string(records->size()));
+    batches.push_back(std::move(records));
+  }
+  void send_event(std::uint32_t ch, const control_event& e) override {
+    switch (e.kind) {
+      case event_kind::watermark:
+        log.push_back("W" + std::to_string(ch) + ":" + std::to_string(e.value));
+        break;
+      case event_kind::barrier:
+        log.push_back("X" + std::to_string(ch) + ":" + std::to_string(e.value));
+        break;
+      case event_kind::end_of_input:
+        log.push_back("E" + std::to_string(ch));
+        break;
+    }
+  }
+  void grant_credit(std::uint32_t ch, std::uint32_t n) override {
+    log.push_back("C" + std::to_string(ch) + ":" + std::to_string(n));
+  }
+  std::vector<std::string> take() {
+    auto out = std::move(log);
+    log.clear();
+    return out;
+  }
+
+  std::vector<std::string> log;
+  std::vector<batch_ptr> batches;
+};
+
+batch_ptr ints(int from, int n) {
+  auto b = std::make_shared<batch<int>>();
+  for (int i = 0; i < n; ++i) b->records.push_back(from + i);
+  return b;
+}
+
+/// source (parallelism `inputs`) -> map (own chain, parallelism 1) ->
+/// rebalance -> collect; the task under test is the map.
+struct map_task_fixture {
+  explicit map_task_fixture(std::uint32_t inputs, std::uint32_t credits = 4) {
+    job_options options;
+    options.batch_size = 4;
+    options.channel_credits = credits;
+    options.metrics_address.clear();
+    env = std::make_unique<environment>(options);
+    env->from_generator([](std::uint64_t i) { return static_cast<int>(i); })
+        .parallelism(inputs)
+        .map([](const int& x) { return x * 10; })
+        .parallelism(1)
+        .start_new_chain()
+        .rebalance()
+        .collect();
+    auto p = execution_plan::build(env->graph(), options);
+    EXPECT_TRUE(p.ok()) << p.error().to_string();
+    plan = std::make_unique<execution_plan>(std::move(*p));
+    auto t = task::create(env->graph(), *plan, plan->chain_of(1), 0, registry,
+                          options, io);
+    EXPECT_TRUE(t.ok()) << t.error().to_string();
+    under_test = std::move(*t);
+    EXPECT_TRUE(under_test->open().ok());
+    under_test->start(std::chrono::steady_clock::now());
+  }
+
+  std::unique_ptr<environment> env;
+  std::unique_ptr<execution_plan> plan;
+  metrics_registry registry;
+  fake_transport io;
+  std::unique_ptr<task> under_test;
+};
+
+TEST(task, grants_the_credit_window_on_every_input_at_start) {
+  map_task_fixture f{2, 3};
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"C0:3", "C1:3"}));
+}
+
+TEST(task, flushes_a_partial_batch_before_forwarding_a_watermark) {
+  map_task_fixture f{1};
+  f.under_test->on_credit(0, 4);
+  f.io.take();
+  f.under_test->on_batch(0, ints(0, 3));
+  // Three records do not fill a batch of four: nothing leaves yet, but the
+  // processed batch's credit goes back.
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"C0:1"}));
+  f.under_test->on_event(0, {event_kind::watermark, 42});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"B0:3", "W0:42"}));
+  f.under_test->on_batch(0, ints(3, 2));
+  f.under_test->on_event(0, {event_kind::end_of_input, 0});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"C0:1", "B0:2", "E0"}));
+  EXPECT_TRUE(f.under_test->finished());
+  auto& first = static_cast<batch<int>&>(*f.io.batches[0]).records;
+  EXPECT_EQ(first, (std::vector<int>{0, 10, 20}));
+}
+
+TEST(task, forwards_the_minimum_watermark_over_its_inputs) {
+  map_task_fixture f{2};
+  f.under_test->on_credit(0, 4);
+  f.io.take();
+  f.under_test->on_event(0, {event_kind::watermark, 5});
+  EXPECT_TRUE(f.io.take().empty());
+  f.under_test->on_event(1, {event_kind::watermark, 7});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"W0:5"}));
+  f.under_test->on_event(0, {event_kind::watermark, 9});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"W0:7"}));
+  // A finished input no longer holds the watermark back.
+  f.under_test->on_event(1, {event_kind::end_of_input, 0});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"W0:9"}));
+  f.under_test->on_event(0, {event_kind::end_of_input, 0});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"E0"}));
+}
+
+TEST(task, holds_an_input_after_its_barrier_until_all_inputs_delivered_it) {
+  map_task_fixture f{2};
+  f.under_test->on_credit(0, 4);
+  f.io.take();
+  f.under_test->on_event(0, {event_kind::barrier, 1});
+  f.under_test->on_batch(0, ints(100, 4));  // after the barrier: held
+  EXPECT_TRUE(f.io.take().empty());
+  f.under_test->on_batch(1, ints(0, 4));  // before the barrier: flows
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"B0:4", "C1:1"}));
+  f.under_test->on_event(1, {event_kind::barrier, 1});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"X0:1", "B0:4", "C0:1"}));
+  auto& held = static_cast<batch<int>&>(*f.io.batches[1]).records;
+  EXPECT_EQ(held.front(), 1000);
+}
+
+TEST(task, stops_processing_input_while_an_output_has_no_credit) {
+  map_task_fixture f{1, 4};
+  f.io.take();
+  // No output credit yet: the first batch is processed and waits, and the
+  // task is blocked, so later input stays queued and keeps its credit.
+  f.under_test->on_batch(0, ints(0, 4));
+  EXPECT_TRUE(f.under_test->blocked());
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"C0:1"}));
+  f.under_test->on_batch(0, ints(4, 4));
+  f.under_test->on_batch(0, ints(8, 4));
+  f.under_test->on_event(0, {event_kind::watermark, 3});
+  EXPECT_TRUE(f.io.take().empty());
+  EXPECT_EQ(f.under_test->queued(0), 2U);
+  // One credit: the pending batch leaves, input resumes, the next output
+  // batch waits for credit again.
+  f.under_test->on_credit(0, 1);
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"B0:4", "C0:1"}));
+  EXPECT_TRUE(f.under_test->blocked());
+  f.under_test->on_credit(0, 4);
+  EXPECT_EQ(f.io.take(),
+            (std::vector<std::string>{"B0:4", "B0:4", "C0:1", "W0:3"}));
+  EXPECT_FALSE(f.under_test->blocked());
+  EXPECT_EQ(f.under_test->max_in_flight(0), 4U);
+}
+
+TEST(task, queues_control_events_behind_batches_waiting_for_credit) {
+  map_task_fixture f{1, 4};
+  f.io.take();
+  f.under_test->on_batch(0, ints(0, 4));
+  f.under_test->on_event(0, {event_kind::end_of_input, 0});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"C0:1"}));
+  EXPECT_FALSE(f.under_test->finished());
+  f.under_test->on_credit(0, 1);
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"B0:4", "E0"}));
+  EXPECT_TRUE(f.under_test->finished());
+}
+
+TEST(task, counts_backpressured_time_only_while_blocked) {
+  map_task_fixture f{1, 4};
+  using namespace std::chrono;
+  auto t0 = steady_clock::now();
+  f.under_test->begin_work(t0);
+  f.under_test->on_batch(0, ints(0, 4));  // blocks: no output credit
+  f.under_test->end_work(t0 + milliseconds(1));
+  f.under_test->begin_work(t0 + milliseconds(11));  // 10 ms blocked
+  f.under_test->on_credit(0, 4);
+  f.under_test->end_work(t0 + milliseconds(12));
+  f.under_test->begin_work(t0 + milliseconds(32));  // 20 ms idle
+  f.under_test->end_work(t0 + milliseconds(32));
+  auto value = [&](const std::string& name) {
+    for (const auto& fam : f.registry.snapshot()) {
+      if (fam.name == name) return fam.samples.at(0).value;
+    }
+    return -1.0;
+  };
+  EXPECT_NEAR(value("stream_backpressured_seconds_total"), 0.010, 1e-9);
+  EXPECT_NEAR(value("stream_busy_seconds_total"), 0.002, 1e-9);
+  EXPECT_GE(value("stream_idle_seconds_total"), 0.020 - 1e-9);
+}
+
+void overrun_credit_window() {
+  map_task_fixture f{1, 2};
+  for (int i = 0; i < 4; ++i) f.under_test->on_batch(0, ints(0, 4));
+}
+
+TEST(task_death, aborts_when_a_sender_exceeds_its_credit_window) {
+  EXPECT_DEATH(overrun_credit_window(),
+               "more batches queued than credits granted");
+}
+
+}  // namespace
+}  // namespace stream::runtime
