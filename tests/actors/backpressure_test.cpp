@@ -1,7 +1,6 @@
 // A fast source into a deliberately slow sink: credits bound every channel,
 // memory stays flat, and /metrics shows the source's backpressured time grow.
 
-#include <curl/curl.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -9,30 +8,14 @@
 #include <string>
 #include <thread>
 
+#include "http_client.hpp"
 #include "stream/metrics.hpp"
 #include "stream/run.hpp"
 
 namespace stream {
 namespace {
 
-std::size_t append_body(char* data, std::size_t size, std::size_t n,
-                        void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-std::string http_get(const std::string& url) {
-  std::string body;
-  CURL* curl = curl_easy_init();
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
-  auto rc = curl_easy_perform(curl);
-  curl_easy_cleanup(curl);
-  EXPECT_EQ(rc, CURLE_OK) << url;
-  return body;
-}
+using stream::testing::http_get;
 
 /// Sum of the samples of `metric` whose label set contains `label`.
 double sum_of(const std::string& text, const std::string& metric,

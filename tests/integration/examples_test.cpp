@@ -2,7 +2,6 @@
 // count, the command line's exit codes, graceful stop on SIGTERM, and the
 // /metrics endpoint against the reference table in README.md.
 
-#include <curl/curl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -17,12 +16,14 @@
 #include <thread>
 #include <vector>
 
+#include "http_client.hpp"
 #include "process.hpp"
 
 namespace stream {
 namespace {
 
 using stream::testing::child_process;
+using stream::testing::http_get;
 using stream::testing::run_command;
 
 const std::string examples = STREAM_EXAMPLES_DIR;
@@ -205,24 +206,6 @@ TEST(command_line, config_file_and_environment_set_options) {
   EXPECT_EQ(rc, 0) << err;
   EXPECT_NE(err.find("1000 records from sources"), std::string::npos) << err;
   std::remove(config.c_str());
-}
-
-std::size_t append_body(char* data, std::size_t size, std::size_t n,
-                        void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-std::string http_get(const std::string& url) {
-  std::string body;
-  CURL* curl = curl_easy_init();
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
-  EXPECT_EQ(curl_easy_perform(curl), CURLE_OK) << url;
-  curl_easy_cleanup(curl);
-  return body;
 }
 
 /// Metric names of the reference table in README.md.

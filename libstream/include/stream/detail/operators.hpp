@@ -119,32 +119,52 @@ class counting_link final : public runtime::consumer<T> {
   counter* out_;
 };
 
-template <class In, class Out, class F>
-class flat_map_stage final : public runtime::consumer<In> {
+/// Common part of operators that emit through an `emitter`: any number of
+/// outputs per input, spilled downstream in full batches.
+template <class In, class Out>
+class emitting_stage : public runtime::consumer<In> {
  public:
-  flat_map_stage(const runtime::stage_context& ctx, runtime::stage_object* next,
-                 F fn)
+  emitting_stage(const runtime::stage_context& ctx, runtime::stage_object* next)
       : link_(as_consumer<Out>(next), ctx.records_out),
         in_(ctx.records_in),
-        batch_size_(ctx.batch_size),
-        fn_(std::move(fn)) {}
+        batch_size_(ctx.batch_size) {}
 
-  void push(std::vector<In>& records) override {
+  void flush() override { link_.flush(); }
+  void finish() override { link_.finish(); }
+
+ protected:
+  /// Calls `body(record, emitter)` for every record, then spills.
+  template <class Body>
+  void each(std::vector<In>& records, Body&& body) {
     in_->add(records.size());
     out_.clear();
     emitter<Out> out{out_, &link_, batch_size_};
-    for (const auto& r : records) std::invoke(fn_, r, out);
+    for (const auto& r : records) body(r, out);
     out.spill();
   }
-  void flush() override { link_.flush(); }
-  void finish() override { link_.finish(); }
 
  private:
   counting_link<Out> link_;
   counter* in_;
   std::size_t batch_size_;
-  F fn_;
   std::vector<Out> out_;
+};
+
+template <class In, class Out, class F>
+class flat_map_stage final : public emitting_stage<In, Out> {
+ public:
+  flat_map_stage(const runtime::stage_context& ctx, runtime::stage_object* next,
+                 F fn)
+      : emitting_stage<In, Out>(ctx, next), fn_(std::move(fn)) {}
+
+  void push(std::vector<In>& records) override {
+    this->each(records, [this](const In& r, emitter<Out>& out) {
+      std::invoke(fn_, r, out);
+    });
+  }
+
+ private:
+  F fn_;
 };
 
 /// Passes records through unchanged: the stage of a `union`.
@@ -189,41 +209,29 @@ class keyed_state_table {
 /// Keyed operators: `Step` is called per record with the key, the record, the
 /// state map of its key group and an emitter.
 template <class In, class Out, class K, class KeyFn, class S, class Step>
-class keyed_stage final : public runtime::consumer<In> {
+class keyed_stage final : public emitting_stage<In, Out> {
  public:
   keyed_stage(const runtime::stage_context& ctx, runtime::stage_object* next,
               KeyFn key_fn, Step step)
-      : link_(as_consumer<Out>(next), ctx.records_out),
-        in_(ctx.records_in),
-        batch_size_(ctx.batch_size),
+      : emitting_stage<In, Out>(ctx, next),
         max_parallelism_(ctx.max_parallelism),
         state_(ctx.max_parallelism),
         key_fn_(std::move(key_fn)),
         step_(std::move(step)) {}
 
   void push(std::vector<In>& records) override {
-    in_->add(records.size());
-    out_.clear();
-    emitter<Out> out{out_, &link_, batch_size_};
-    for (const auto& r : records) {
+    this->each(records, [this](const In& r, emitter<Out>& out) {
       const K key = std::invoke(key_fn_, r);
       auto kg = assign_key_group(hash_key(key), max_parallelism_);
       step_(key, r, state_.group(kg), out);
-    }
-    out.spill();
+    });
   }
-  void flush() override { link_.flush(); }
-  void finish() override { link_.finish(); }
 
  private:
-  counting_link<Out> link_;
-  counter* in_;
-  std::size_t batch_size_;
   std::uint32_t max_parallelism_;
   keyed_state_table<K, S> state_;
   KeyFn key_fn_;
   Step step_;
-  std::vector<Out> out_;
 };
 
 /// Copies every batch to several downstream consumers (a stream consumed
