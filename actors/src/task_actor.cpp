@@ -146,6 +146,16 @@ caf::behavior task_actor::make_behavior() {
   };
 }
 
+void task_actor::on_exit() {
+  // Peers hold handles to each other (data one way, credit the other):
+  // drop them, or the cycle keeps every task actor and its state alive.
+  if (task_) task_->close();
+  task_.reset();
+  outputs_.clear();
+  inputs_.clear();
+  config_.runner = nullptr;
+}
+
 void task_actor::send_batch(std::uint32_t output_channel,
                             runtime::batch_ptr records) {
   send(outputs_[output_channel], batch_atom::value,

@@ -38,6 +38,7 @@ class task_actor final : public caf::event_based_actor,
   task_actor(caf::actor_config& cfg, task_actor_config config);
 
   caf::behavior make_behavior() override;
+  void on_exit() override;
   const char* name() const override { return "stream.task"; }
 
   void send_batch(std::uint32_t output_channel,
