@@ -70,6 +70,17 @@ std::chrono::microseconds parse_time(const std::string& name,
   return *d;
 }
 
+/// A duration option kept in milliseconds: a non-zero value below 1 ms
+/// would silently become "off".
+std::chrono::milliseconds parse_time_ms(const std::string& name,
+                                        const std::string& text) {
+  auto d = parse_time(name, text);
+  if (d.count() > 0 && d < std::chrono::milliseconds{1})
+    throw usage_error{"invalid value '" + text + "' for --" + name +
+                      ": must be 0 or at least 1ms"};
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d);
+}
+
 struct common_option {
   const char* name;
   const char* value_name;
@@ -170,15 +181,19 @@ parsed parse(int argc, char** argv, const std::vector<app_option>& app) {
       if (!app.empty()) std::cout << "\n" << application;
       return parsed{{}, {}, false, true};
     }
-    po::store(po::parse_environment(all,
-                                    [&all](const std::string& var) {
-                                      for (const auto& o : all.options()) {
-                                        if (env_name(o->long_name()) == var)
-                                          return o->long_name();
-                                      }
-                                      return std::string{};
-                                    }),
-              vm);
+    po::store(
+        po::parse_environment(all,
+                              [&all](const std::string& var) {
+                                for (const auto& o : all.options()) {
+                                  const auto& name = o->long_name();
+                                  if (name == "help" || name == "positional")
+                                    continue;
+                                  if (env_name(name) == var)
+                                    return o->long_name();
+                                }
+                                return std::string{};
+                              }),
+        vm);
     if (vm.count("config") != 0) {
       auto path = vm["config"].as<std::string>();
       std::ifstream file{path};
@@ -219,11 +234,9 @@ parsed parse(int argc, char** argv, const std::vector<app_option>& app) {
     o.metrics_port = static_cast<std::uint16_t>(
         parse_unsigned("metrics-port", *v, 0, 65535));
   if (auto* v = text("stop-after"))
-    o.stop_after = std::chrono::duration_cast<std::chrono::milliseconds>(
-        parse_time("stop-after", *v));
+    o.stop_after = parse_time_ms("stop-after", *v);
   if (auto* v = text("status-interval"))
-    o.status_interval = std::chrono::duration_cast<std::chrono::milliseconds>(
-        parse_time("status-interval", *v));
+    o.status_interval = parse_time_ms("status-interval", *v);
   out.no_chaining = vm["no-chaining"].as<bool>();
   if (auto st = o.validate(); !st.ok()) throw usage_error{st.message()};
   for (const auto& a : app) {

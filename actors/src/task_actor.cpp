@@ -65,7 +65,7 @@ void task_actor::work(F&& body) {
 void task_actor::schedule_pull() {
   if (pull_scheduled_ || task_->blocked() || task_->finished()) return;
   pull_scheduled_ = true;
-  send(this, pull_atom::value);
+  send(this, pull_atom::value, pull_generation_);
 }
 
 void task_actor::on_start() {
@@ -95,11 +95,15 @@ void task_actor::on_pull() {
     pull_scheduled_ = true;
     auto wait = r.resume_at - clock::now();
     delayed_send(this, std::max(wait, clock::duration::zero()),
-                 pull_atom::value);
+                 pull_atom::value, pull_generation_);
   }
 }
 
 caf::behavior task_actor::make_behavior() {
+  // Until `start`, everything but the wiring stays in the mailbox: an event
+  // or batch from a peer that started first must not reach stages that are
+  // not open yet.
+  set_default_handler(caf::skip);
   return {
       [this](wire_atom, std::vector<caf::actor>& outputs,
              std::vector<std::uint32_t>& output_peers,
@@ -111,9 +115,16 @@ caf::behavior task_actor::make_behavior() {
         input_peer_channel_ = std::move(input_peers);
       },
       [this](start_atom) {
+        set_default_handler(caf::print_and_drop);
+        become(running());
         on_start();
         if (started_) work([] {});
       },
+  };
+}
+
+caf::behavior task_actor::running() {
+  return {
       [this](batch_atom, std::uint32_t channel, runtime::batch_ptr& records) {
         work([&] { task_->on_batch(channel, std::move(records)); });
       },
@@ -131,7 +142,9 @@ caf::behavior task_actor::make_behavior() {
           if (task_->is_source() && started_) schedule_pull();
         });
       },
-      [this](pull_atom) { work([&] { on_pull(); }); },
+      [this](pull_atom, std::uint64_t generation) {
+        if (generation == pull_generation_) work([&] { on_pull(); });
+      },
       [this](tick_atom) {
         work([&] { task_->on_flush_timer(); });
         if (!reported_)
@@ -140,7 +153,12 @@ caf::behavior task_actor::make_behavior() {
       [this](stop_atom) {
         work([&] {
           task_->request_stop();
-          if (task_->is_source() && started_) schedule_pull();
+          if (!task_->is_source() || !started_) return;
+          // Pull now even if a throttled pull is pending: that one may be
+          // far away at a low rate.
+          ++pull_generation_;
+          pull_scheduled_ = false;
+          schedule_pull();
         });
       },
   };

@@ -39,6 +39,9 @@ class task_actor final : public caf::event_based_actor,
 
   caf::behavior make_behavior() override;
   void on_exit() override;
+
+  /// The behaviour once started: data, events, credit, pull, tick, stop.
+  caf::behavior running();
   const char* name() const override { return "stream.task"; }
 
   void send_batch(std::uint32_t output_channel,
@@ -65,6 +68,9 @@ class task_actor final : public caf::event_based_actor,
   std::vector<caf::actor> inputs_;
   std::vector<std::uint32_t> input_peer_channel_;
   bool pull_scheduled_ = false;
+  /// Generation of the current pull loop; a stop starts a new one, so a
+  /// stale delayed pull of a throttled source is ignored.
+  std::uint64_t pull_generation_ = 0;
   bool started_ = false;
   bool reported_ = false;
 };

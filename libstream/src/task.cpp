@@ -195,6 +195,7 @@ void task::end_work(std::chrono::steady_clock::time_point now) {
 }
 
 void task::on_batch(std::uint32_t input_channel, batch_ptr records) {
+  require(opened_, "batch before the task was opened");
   auto& in = inputs_.at(input_channel);
   require(!in.ended, "batch after end of input");
   ++in.queued_batches;
@@ -205,6 +206,7 @@ void task::on_batch(std::uint32_t input_channel, batch_ptr records) {
 }
 
 void task::on_event(std::uint32_t input_channel, const control_event& event) {
+  require(opened_, "event before the task was opened");
   auto& in = inputs_.at(input_channel);
   require(!in.ended, "event after end of input");
   in.queue.emplace_back(event);

@@ -1,6 +1,7 @@
 // Jobs run end to end in one process (local role) through the actor runtime.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>
@@ -118,6 +119,24 @@ TEST(runtime, reports_an_exception_in_user_code_naming_the_operator) {
   EXPECT_NE(report.error().message().find("fragile"), std::string::npos)
       << report.error().message();
   EXPECT_NE(report.error().message().find("boom at 5000"), std::string::npos);
+}
+
+TEST(runtime, an_input_that_ends_at_once_never_reaches_unopened_stages) {
+  // Regression: end of input from a source that started first reached a
+  // text sink whose actor had not started yet (null writer). Many subtasks
+  // on few threads make that interleaving likely; repeat to catch it.
+  auto path = ::testing::TempDir() + "/empty-" + std::to_string(::getpid());
+  for (int round = 0; round < 20; ++round) {
+    environment env{test_options(16)};
+    env.from_generator([](std::uint64_t i) { return i; }, {.count = 0})
+        .map([](const std::uint64_t& x) { return x + 1; })
+        .parallelism(4)
+        .write_text_file(path);
+    auto report = execute(env);
+    ASSERT_TRUE(report.ok()) << report.error().to_string();
+    EXPECT_EQ(report->source_records, 0U);
+  }
+  std::remove(path.c_str());
 }
 
 TEST(runtime, fails_cleanly_when_an_input_file_is_missing) {

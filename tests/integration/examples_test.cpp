@@ -149,6 +149,22 @@ TEST(keyed_sum, a_bounded_job_ends_by_itself_with_exact_totals) {
   std::remove(output.c_str());
 }
 
+TEST(keyed_sum, a_throttled_source_stops_promptly) {
+  // At 0.1 records/s the next record is 10 s away; the stop must not wait
+  // for it.
+  auto start = std::chrono::steady_clock::now();
+  std::string err;
+  int rc = run_command({examples + "/keyed_sum", "--rate", "0.1",
+                        "--stop-after", "1s", "--metrics-address", ""},
+                       nullptr, &err);
+  auto secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  EXPECT_EQ(rc, 0) << err;
+  EXPECT_LT(secs, 5.0) << err;
+  EXPECT_NE(err.find("job stopped"), std::string::npos) << err;
+}
+
 TEST(command_line, help_lists_every_option) {
   std::string out;
   ASSERT_EQ(run_command({examples + "/keyed_sum", "--help"}, &out, nullptr), 0);
@@ -177,6 +193,7 @@ TEST(command_line, bad_flags_and_values_exit_2_naming_the_problem) {
       {{"--parallelism", "0"}, {}, "--parallelism"},
       {{"--max-parallelism", "99999"}, {}, "--max-parallelism"},
       {{"--flush-timeout", "10"}, {}, "--flush-timeout"},
+      {{"--stop-after", "500us"}, {}, "--stop-after"},
       {{"--records", "-5"}, {}, "--records"},
       {{"--rate", "fast"}, {}, "--rate"},
       {{"--parallelism", "300"}, {}, "--parallelism"},

@@ -32,6 +32,8 @@ class emitter {
     if (buffer_->empty()) return;
     next_->push(*buffer_);
     buffer_->clear();
+    // A router may have taken the storage with the batch.
+    buffer_->reserve(limit_);
   }
 
  private:

@@ -70,15 +70,18 @@ class generator_source final : public source_base<T> {
     if (this->stop_ || next_index_ >= count_) return this->end();
     std::size_t n = max_records;
     if (rate_ > 0) {
-      auto elapsed = std::chrono::duration<double>(
-          std::chrono::steady_clock::now() - start_);
-      auto due = static_cast<std::uint64_t>(elapsed.count() * rate_) + 1;
+      auto due = due_records();
       if (due <= produced_) {
+        // Sleep until a few milliseconds' worth (at most a batch) is due,
+        // not until the next single record: one wake-up per record would
+        // cost far more than the records themselves at low rates.
+        auto chunk =
+            std::clamp(rate_ * 0.005, 1.0, static_cast<double>(max_records));
         auto at =
             start_ +
             std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                std::chrono::duration<double>(static_cast<double>(produced_) /
-                                              rate_));
+                std::chrono::duration<double>(
+                    (static_cast<double>(produced_) + chunk) / rate_));
         return {runtime::pull_result::state::throttled, at};
       }
       n = std::min<std::uint64_t>(n, due - produced_);
@@ -87,11 +90,21 @@ class generator_source final : public source_base<T> {
     out.reserve(n);
     for (std::size_t i = 0; i < n && next_index_ < count_; ++i) {
       out.push_back(std::invoke(fn_, next_index_));
-      next_index_ += stride_;
+      // Saturating: an unbounded generator must not wrap around.
+      next_index_ =
+          count_ - next_index_ > stride_ ? next_index_ + stride_ : count_;
     }
     produced_ += out.size();
     this->forward(out);
     return {};
+  }
+
+  /// Records due by now at the configured rate (saturating).
+  std::uint64_t due_records() const {
+    auto elapsed = std::chrono::duration<double>(
+        std::chrono::steady_clock::now() - start_);
+    double due = elapsed.count() * rate_ + 1;
+    return due >= 1.8e19 ? UINT64_MAX : static_cast<std::uint64_t>(due);
   }
 
   /// The index of the next record this subtask produces.
