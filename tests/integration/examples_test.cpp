@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <random>
@@ -105,6 +106,9 @@ TEST_P(wordcount, last_line_per_word_equals_a_straightforward_count) {
   std::uint64_t total_words = 0;
   for (const auto& [w, n] : expected) total_words += n;
   ASSERT_GT(total_words, 40000U);
+  std::printf("measured: %llu words, %zu distinct, parallelism %d\n",
+              static_cast<unsigned long long>(total_words), expected.size(),
+              GetParam());
 
   std::string err;
   int rc = run_command({examples + "/wordcount", "--input", input, "--output",
