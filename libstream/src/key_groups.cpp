@@ -8,24 +8,6 @@ namespace stream {
 
 namespace {
 
-constexpr std::uint32_t murmur_c1 = 0xcc9e2d51;
-constexpr std::uint32_t murmur_c2 = 0x1b873593;
-
-constexpr std::uint32_t mix_k1(std::uint32_t k1) noexcept {
-  k1 *= murmur_c1;
-  k1 = std::rotl(k1, 15);
-  return k1 * murmur_c2;
-}
-
-constexpr std::uint32_t fmix32(std::uint32_t h) noexcept {
-  h ^= h >> 16;
-  h *= 0x85ebca6b;
-  h ^= h >> 13;
-  h *= 0xc2b2ae35;
-  h ^= h >> 16;
-  return h;
-}
-
 status check_parallelism(std::uint32_t max_parallelism,
                          std::uint32_t parallelism) {
   if (max_parallelism < 1 || max_parallelism > max_max_parallelism) {
@@ -44,43 +26,6 @@ status check_parallelism(std::uint32_t max_parallelism,
 }
 
 }  // namespace
-
-std::uint32_t murmur3_32(const void* data, std::size_t size,
-                         std::uint32_t seed) noexcept {
-  assert(data != nullptr || size == 0);
-  const auto* bytes = static_cast<const unsigned char*>(data);
-  const std::size_t block_count = size / 4;
-  std::uint32_t h1 = seed;
-  for (std::size_t i = 0; i < block_count; ++i) {
-    // memcpy: blocks may be unaligned; the host is little-endian (asserted in
-    // hash_key), which is the byte order the reference's values assume.
-    std::uint32_t k1 = 0;
-    std::memcpy(&k1, bytes + i * 4, sizeof(k1));
-    h1 ^= mix_k1(k1);
-    h1 = std::rotl(h1, 13);
-    h1 = h1 * 5 + 0xe6546b64;
-  }
-  const unsigned char* tail = bytes + block_count * 4;
-  std::uint32_t k1 = 0;
-  switch (size & 3) {
-    case 3:
-      k1 ^= std::uint32_t{tail[2]} << 16;
-      [[fallthrough]];
-    case 2:
-      k1 ^= std::uint32_t{tail[1]} << 8;
-      [[fallthrough]];
-    case 1:
-      k1 ^= std::uint32_t{tail[0]};
-      h1 ^= mix_k1(k1);
-      break;
-    default:
-      break;
-  }
-  // The reference takes an int length; modulo 2^32 matches it for every size
-  // it accepts.
-  h1 ^= static_cast<std::uint32_t>(size);
-  return fmix32(h1);
-}
 
 key_group_table::key_group_table(std::vector<std::uint16_t> owners,
                                  std::uint32_t parallelism,
