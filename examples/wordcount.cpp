@@ -54,7 +54,9 @@ int main(int argc, char** argv) {
                                               {.count = env.arg_u64("lines")});
         lines.flat_map<std::string>(tokenize)
             .name("tokenize")
-            .key_by([](const std::string& word) { return word; })
+            .key_by([](const std::string& word) -> const std::string& {
+              return word;
+            })
             .aggregate(
                 std::uint64_t{0},
                 [](std::uint64_t& count, const std::string&) { ++count; },

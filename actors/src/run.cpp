@@ -212,23 +212,19 @@ parsed parse(int argc, char** argv, const std::vector<app_option>& app) {
   std::string self = argv[0];
   o.job_name = self.substr(self.find_last_of('/') + 1);
   if (auto* v = text("job-name")) o.job_name = *v;
-  if (auto* v = text("max-parallelism"))
-    o.max_parallelism = static_cast<std::uint32_t>(
-        parse_unsigned("max-parallelism", *v, 1, 32768));
-  if (auto* v = text("parallelism"))
-    o.parallelism =
-        static_cast<std::uint32_t>(parse_unsigned("parallelism", *v, 1, 32768));
-  if (auto* v = text("batch-size"))
-    o.batch_size =
-        static_cast<std::uint32_t>(parse_unsigned("batch-size", *v, 1, 65536));
+  // Ranges live in job_options::validate, the one place that knows them.
+  auto u32 = [&](const char* name, std::uint32_t& field) {
+    if (auto* v = text(name))
+      field =
+          static_cast<std::uint32_t>(parse_unsigned(name, *v, 0, UINT32_MAX));
+  };
+  u32("max-parallelism", o.max_parallelism);
+  u32("parallelism", o.parallelism);
+  u32("batch-size", o.batch_size);
+  u32("channel-credits", o.channel_credits);
+  u32("threads", o.threads);
   if (auto* v = text("flush-timeout"))
     o.flush_timeout = parse_time("flush-timeout", *v);
-  if (auto* v = text("channel-credits"))
-    o.channel_credits = static_cast<std::uint32_t>(
-        parse_unsigned("channel-credits", *v, 1, 4096));
-  if (auto* v = text("threads"))
-    o.threads =
-        static_cast<std::uint32_t>(parse_unsigned("threads", *v, 0, 1024));
   if (auto* v = text("metrics-address")) o.metrics_address = *v;
   if (auto* v = text("metrics-port"))
     o.metrics_port = static_cast<std::uint16_t>(

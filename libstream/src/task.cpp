@@ -122,7 +122,6 @@ status task::build(const job_graph& graph, const execution_plan& plan,
         "stream_records_in_total", "Records received by the operator.", labels);
     ctx.records_out = &registry.get_counter(
         "stream_records_out_total", "Records emitted by the operator.", labels);
-    if (n.keyed) ctx.input_table = plan.edge(n.in_edges.front()).table;
     stages_.push_back(n.make_stage(ctx, next));
     next = stages_.back().get();
   }

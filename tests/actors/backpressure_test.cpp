@@ -117,6 +117,7 @@ TEST(backpressure, bounds_channels_by_credits_and_shows_at_the_source) {
   // not yet given back, counted at the sender), and the channels into the
   // sink did fill their window.
   int channels = 0;
+  int sink_channels = 0;
   for (const auto& fam : registry->snapshot()) {
     if (fam.name != "stream_channel_in_flight_batches_max") continue;
     for (const auto& s : fam.samples) {
@@ -126,11 +127,13 @@ TEST(backpressure, bounds_channels_by_credits_and_shows_at_the_source) {
       for (const auto& [k, v] : s.labels)
         at_sink |= k == "channel" && v.rfind("slow_sink/", 0) == 0;
       if (at_sink) {
+        ++sink_channels;
         EXPECT_EQ(s.value, 8.0);
       }
     }
   }
   EXPECT_EQ(channels, 2);
+  EXPECT_EQ(sink_channels, 2);
 }
 
 }  // namespace

@@ -195,13 +195,6 @@ class keyed_state_table {
     return *g;
   }
 
-  /// Number of keys with state, over all key groups.
-  std::size_t size() const {
-    std::size_t n = 0;
-    for (const auto& g : groups_) n += g ? g->size() : 0;
-    return n;
-  }
-
  private:
   std::vector<std::unique_ptr<map_type>> groups_;
 };
@@ -221,7 +214,9 @@ class keyed_stage final : public emitting_stage<In, Out> {
 
   void push(std::vector<In>& records) override {
     this->each(records, [this](const In& r, emitter<Out>& out) {
-      const K key = std::invoke(key_fn_, r);
+      // Bound, not copied: a key function returning a reference (a string
+      // field, say) costs no allocation per record.
+      const auto& key = std::invoke(key_fn_, r);
       auto kg = assign_key_group(hash_key(key), max_parallelism_);
       step_(key, r, state_.group(kg), out);
     });

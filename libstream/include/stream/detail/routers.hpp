@@ -65,6 +65,7 @@ class router_base : public runtime::consumer<T> {
   std::uint32_t targets() const {
     return static_cast<std::uint32_t>(buffers_.size());
   }
+  std::size_t batch_size() const { return batch_size_; }
 
  private:
   runtime::output_gate* gate_;
@@ -90,14 +91,12 @@ template <class T>
 class rebalance_router final : public router_base<T> {
  public:
   explicit rebalance_router(const router_context& ctx)
-      : router_base<T>(ctx),
-        next_(ctx.subtask % ctx.targets),
-        batch_size_(ctx.batch_size) {}
+      : router_base<T>(ctx), next_(ctx.subtask % ctx.targets) {}
 
   void push(std::vector<T>& records) override {
     for (auto& r : records) {
       this->append(next_, std::move(r));
-      if (++count_ == batch_size_) {
+      if (++count_ == this->batch_size()) {
         count_ = 0;
         next_ = (next_ + 1) % this->targets();
       }
@@ -107,7 +106,6 @@ class rebalance_router final : public router_base<T> {
  private:
   std::uint32_t next_;
   std::size_t count_ = 0;
-  std::size_t batch_size_;
 };
 
 /// Routes each record to the owner of its key group in the versioned table.
@@ -120,6 +118,11 @@ class hash_router final : public router_base<T> {
   }
 
   void push(std::vector<T>& records) override {
+    if (this->targets() == 1) {
+      // One owner of every key group: nothing to hash, nothing to copy.
+      this->append_all(0, records);
+      return;
+    }
     const auto& table = *table_;
     for (auto& r : records) {
       auto target = table.route(hash_key(std::invoke(key_fn_, r)));

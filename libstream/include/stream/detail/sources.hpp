@@ -1,6 +1,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -8,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "stream/detail/operators.hpp"
@@ -87,13 +89,27 @@ class generator_source final : public source_base<T> {
       n = std::min<std::uint64_t>(n, due - produced_);
     }
     auto& out = this->out_;
-    out.reserve(n);
-    for (std::size_t i = 0; i < n && next_index_ < count_; ++i) {
-      out.push_back(std::invoke(fn_, next_index_));
-      // Saturating: an unbounded generator must not wrap around.
-      next_index_ =
-          count_ - next_index_ > stride_ ? next_index_ + stride_ : count_;
+    // Records left below `count` (at least one: checked above).
+    auto left = (count_ - next_index_ - 1) / stride_ + 1;
+    n = static_cast<std::size_t>(std::min<std::uint64_t>(n, left));
+    if constexpr (std::is_default_constructible_v<T>) {
+      // Assigning into a sized buffer keeps the loop free of capacity
+      // checks: push_back was the largest single cost of the generator.
+      out.resize(n);
+      for (auto& slot : out) {
+        slot = std::invoke(fn_, next_index_);
+        next_index_ += stride_;
+      }
+    } else {
+      out.reserve(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        out.push_back(std::invoke(fn_, next_index_));
+        next_index_ += stride_;
+      }
     }
+    // The last step may pass `count`: park there. (Wrapping would need
+    // 2^64 records, even for an unbounded generator.)
+    next_index_ = std::min(next_index_, count_);
     produced_ += out.size();
     this->forward(out);
     return {};
@@ -107,8 +123,15 @@ class generator_source final : public source_base<T> {
     return due >= 1.8e19 ? UINT64_MAX : static_cast<std::uint64_t>(due);
   }
 
-  /// The index of the next record this subtask produces.
+  /// The index of the next record this subtask produces: what a checkpoint
+  /// stores.
   std::uint64_t position() const noexcept { return next_index_; }
+
+  /// Resumes at a position taken from `position()` of the same subtask.
+  void seek(std::uint64_t position) noexcept {
+    assert(position % stride_ == next_index_ % stride_);
+    next_index_ = position;
+  }
 
  private:
   F fn_;

@@ -12,7 +12,6 @@
 
 namespace stream {
 class counter;
-class key_group_table;
 }  // namespace stream
 
 namespace stream::runtime {
@@ -40,8 +39,6 @@ struct stage_context {
   std::uint32_t batch_size = 1024;
   counter* records_in = nullptr;   ///< Never null once the task is built.
   counter* records_out = nullptr;  ///< Never null once the task is built.
-  /// Key-group table of the keyed input edge; null for non-keyed stages.
-  std::shared_ptr<const key_group_table> input_table;
 };
 
 /// Base of every stage in a chain: something the task owns and opens.

@@ -86,12 +86,6 @@ class task final : public output_gate {
   bool blocked() const noexcept { return blocked_outputs_ > 0; }
   /// True once end of input was forwarded and every output drained.
   bool finished() const noexcept { return eoi_sent_ && !blocked(); }
-  std::uint32_t input_count() const noexcept {
-    return static_cast<std::uint32_t>(inputs_.size());
-  }
-  std::uint32_t output_count() const noexcept {
-    return static_cast<std::uint32_t>(outputs_.size());
-  }
   /// Batches queued in the task on an input channel, not yet processed.
   std::uint32_t queued(std::uint32_t input_channel) const {
     return inputs_.at(input_channel).queued_batches;
@@ -101,7 +95,6 @@ class task final : public output_gate {
   std::uint32_t max_in_flight(std::uint32_t output_channel) const {
     return outputs_.at(output_channel).max_in_flight;
   }
-  std::int64_t current_watermark() const noexcept { return watermark_; }
 
   void emit(std::uint32_t channel, batch_ptr records) override;
 
