@@ -30,7 +30,10 @@ status check_parallelism(std::uint32_t max_parallelism,
 key_group_table::key_group_table(std::vector<std::uint16_t> owners,
                                  std::uint32_t parallelism,
                                  std::uint64_t version)
-    : owners_(std::move(owners)), parallelism_(parallelism), version_(version) {
+    : owners_(std::move(owners)),
+      parallelism_(parallelism),
+      version_(version),
+      assign_(static_cast<std::uint32_t>(owners_.size())) {
   assert(!owners_.empty() && owners_.size() <= max_max_parallelism);
   assert(parallelism_ >= 1 && parallelism_ <= owners_.size());
 }

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <random>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -407,3 +408,32 @@ TEST(hash_key, of_another_type_hashes_what_its_encode_value_appends) {
 }
 
 }  // namespace
+
+namespace stream {
+namespace {
+
+TEST(key_group_assigner, equals_the_modulo_for_every_max_parallelism) {
+  std::mt19937 rng{11};
+  std::uint64_t checked = 0;
+  for (std::uint32_t m = 1; m <= max_max_parallelism; ++m) {
+    key_group_assigner assign{m};
+    std::vector<std::uint32_t> hashes = {0,
+                                         1,
+                                         m - 1,
+                                         m,
+                                         m + 1,
+                                         2 * m - 1,
+                                         UINT32_MAX,
+                                         UINT32_MAX - 1,
+                                         UINT32_MAX - m};
+    for (int i = 0; i < 32; ++i) hashes.push_back(rng());
+    for (auto h : hashes) {
+      ASSERT_EQ(assign(h), assign_key_group(h, m)) << h << " % " << m;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, std::uint64_t{max_max_parallelism} * 41);
+}
+
+}  // namespace
+}  // namespace stream

@@ -33,8 +33,8 @@ struct generator_fixture {
   }
   auto make(std::uint64_t count) {
     auto fn = [](std::uint64_t i) { return i * i; };
-    return generator_source<std::uint64_t, decltype(fn)>{ctx, &sink, fn,
-                                                          count, 0};
+    return generator_source<std::uint64_t, decltype(fn)>{ctx, &sink, fn, count,
+                                                         0};
   }
   counter in;
   counter out;

@@ -207,7 +207,7 @@ class keyed_stage final : public emitting_stage<In, Out> {
   keyed_stage(const runtime::stage_context& ctx, runtime::stage_object* next,
               KeyFn key_fn, Step step)
       : emitting_stage<In, Out>(ctx, next),
-        max_parallelism_(ctx.max_parallelism),
+        assign_(ctx.max_parallelism),
         state_(ctx.max_parallelism),
         key_fn_(std::move(key_fn)),
         step_(std::move(step)) {}
@@ -217,13 +217,13 @@ class keyed_stage final : public emitting_stage<In, Out> {
       // Bound, not copied: a key function returning a reference (a string
       // field, say) costs no allocation per record.
       const auto& key = std::invoke(key_fn_, r);
-      auto kg = assign_key_group(hash_key(key), max_parallelism_);
+      auto kg = assign_(hash_key(key));
       step_(key, r, state_.group(kg), out);
     });
   }
 
  private:
-  std::uint32_t max_parallelism_;
+  key_group_assigner assign_;
   keyed_state_table<K, S> state_;
   KeyFn key_fn_;
   Step step_;
