@@ -5,11 +5,10 @@
 
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 
-#include "http_client.hpp"
+#include "scrape.hpp"
 #include "stream/metrics.hpp"
 #include "stream/run.hpp"
 
@@ -17,20 +16,7 @@ namespace stream {
 namespace {
 
 using stream::testing::http_get;
-
-/// Sum of the samples of `metric` whose label set contains `label`.
-double sum_of(const std::string& text, const std::string& metric,
-              const std::string& label) {
-  std::istringstream in{text};
-  std::string line;
-  double total = 0;
-  while (std::getline(in, line)) {
-    if (line.rfind(metric + "{", 0) != 0) continue;
-    if (line.find(label) == std::string::npos) continue;
-    total += std::stod(line.substr(line.rfind(' ') + 1));
-  }
-  return total;
-}
+using stream::testing::sum_of;
 
 long rss_kib() {
   std::ifstream status{"/proc/self/status"};

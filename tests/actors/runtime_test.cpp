@@ -139,6 +139,40 @@ TEST(runtime, an_input_that_ends_at_once_never_reaches_unopened_stages) {
   std::remove(path.c_str());
 }
 
+TEST(runtime, the_flush_timeout_bounds_the_latency_of_a_slow_stream) {
+  // 50 records/s never fill a batch of 1024: only the flush timer gets
+  // them to the sink while the job runs.
+  auto o = test_options(1);
+  o.flush_timeout = std::chrono::milliseconds(20);
+  environment env{o};
+  auto out = env.from_generator([](std::uint64_t i) { return i; }, {.rate = 50})
+                 .map([](const std::uint64_t& x) { return x; })
+                 .rebalance()
+                 .collect();
+  std::atomic<bool> stop{false};
+  execution_hooks hooks;
+  hooks.stop = &stop;
+  double seen_after = -1;
+  std::thread watcher{[&] {
+    auto start = std::chrono::steady_clock::now();
+    auto deadline = start + std::chrono::seconds(5);
+    while (out->size() < 5 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (out->size() >= 5)
+      seen_after = std::chrono::duration<double>(
+                       std::chrono::steady_clock::now() - start)
+                       .count();
+    stop = true;
+  }};
+  auto report = execute(env, hooks);
+  watcher.join();
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  // Five records take about 80 ms to generate at 50/s; with a 20 ms flush
+  // timeout they arrive well within a second, not at the end of the job.
+  ASSERT_GE(seen_after, 0) << "records did not arrive before the stop";
+  EXPECT_LT(seen_after, 1.0);
+}
+
 TEST(runtime, fails_cleanly_when_an_input_file_is_missing) {
   environment env{test_options(1)};
   env.read_text_file("/nonexistent/input.txt").discard();

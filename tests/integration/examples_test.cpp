@@ -17,14 +17,15 @@
 #include <thread>
 #include <vector>
 
-#include "http_client.hpp"
 #include "process.hpp"
+#include "scrape.hpp"
 
 namespace stream {
 namespace {
 
 using stream::testing::child_process;
 using stream::testing::http_get;
+using stream::testing::parse_samples;
 using stream::testing::run_command;
 
 const std::string examples = STREAM_EXAMPLES_DIR;
@@ -240,25 +241,6 @@ std::vector<std::string> reference_metrics() {
     if (std::regex_search(line, m, row)) names.push_back(m[1]);
   }
   return names;
-}
-
-struct sample {
-  std::string name;
-  std::string labels;
-  double value;
-};
-
-std::vector<sample> parse_samples(const std::string& text) {
-  std::vector<sample> out;
-  std::istringstream in{text};
-  std::string line;
-  std::regex re{R"(^([a-z_]+)\{([^}]*)\} (\S+)$)"};
-  while (std::getline(in, line)) {
-    std::smatch m;
-    if (std::regex_match(line, m, re))
-      out.push_back({m[1], m[2], std::stod(m[3])});
-  }
-  return out;
 }
 
 TEST(metrics_endpoint, serves_every_reference_metric_with_live_values) {

@@ -1,7 +1,10 @@
-#include "http_client.hpp"
+#include "scrape.hpp"
 
 #include <curl/curl.h>
 #include <gtest/gtest.h>
+
+#include <regex>
+#include <sstream>
 
 namespace stream::testing {
 
@@ -26,6 +29,29 @@ std::string http_get(const std::string& url) {
   curl_easy_cleanup(curl);
   EXPECT_EQ(rc, CURLE_OK) << url << ": " << curl_easy_strerror(rc);
   return body;
+}
+
+std::vector<sample> parse_samples(const std::string& text) {
+  std::vector<sample> out;
+  std::istringstream in{text};
+  std::string line;
+  const std::regex re{R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\} (\S+)$)"};
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (std::regex_match(line, m, re))
+      out.push_back({m[1], m[2], std::stod(m[3])});
+  }
+  return out;
+}
+
+double sum_of(const std::string& text, const std::string& metric,
+              const std::string& label) {
+  double total = 0;
+  for (const auto& s : parse_samples(text)) {
+    if (s.name == metric && s.labels.find(label) != std::string::npos)
+      total += s.value;
+  }
+  return total;
 }
 
 }  // namespace stream::testing
