@@ -43,7 +43,6 @@ std::string task_actor::describe() const {
 void task_actor::fail(const std::string& what) {
   if (reported_) return;
   reported_ = true;
-  if (task_) task_->close();
   send<caf::message_priority::high>(config_.runner, failed_atom::value,
                                     describe() + " failed: " + what);
 }
@@ -55,7 +54,7 @@ void task_actor::work(F&& body) {
   body();
   task_->end_work(clock::now());
   if (started_ && task_->finished()) {
-    task_->close();
+    // on_exit closes the stages before the runner sees this actor down.
     reported_ = true;
     send(config_.runner, done_atom::value, config_.chain, config_.subtask);
     quit();

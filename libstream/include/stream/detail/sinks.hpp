@@ -54,9 +54,11 @@ concept streamable = requires(std::ostream& os, const T& x) {
 };
 
 /// Appends the text form of `value`: strings as they are, numbers in their
-/// shortest form, anything else through `operator<<`.
+/// shortest form, anything else through `operator<<` into `scratch`, which
+/// the caller keeps so that no record costs a stream construction.
 template <class T>
-void format_record(const T& value, std::string& out) {
+void format_record(const T& value, std::string& out,
+                   std::ostringstream& scratch) {
   if constexpr (std::is_convertible_v<const T&, std::string_view>) {
     out.append(std::string_view{value});
   } else if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool> &&
@@ -68,9 +70,9 @@ void format_record(const T& value, std::string& out) {
     static_assert(streamable<T>,
                   "a text sink needs operator<< for the record type, or map "
                   "the records to std::string first");
-    std::ostringstream os;
-    os << value;
-    out.append(os.str());
+    scratch.str({});
+    scratch << value;
+    out.append(scratch.view());
   }
 }
 
@@ -95,7 +97,7 @@ class text_sink final : public runtime::consumer<T> {
     in_->add(records.size());
     text_.clear();
     for (const auto& r : records) {
-      format_record(r, text_);
+      format_record(r, text_, scratch_);
       text_.push_back('\n');
     }
     check(writer_->write(text_));
@@ -113,6 +115,7 @@ class text_sink final : public runtime::consumer<T> {
   std::string path_;
   std::unique_ptr<text_writer> writer_;
   std::string text_;
+  std::ostringstream scratch_;
 };
 
 /// Hands records to a shared `collected<T>`.
