@@ -258,6 +258,10 @@ void task::emit(std::uint32_t channel, batch_ptr records) {
   send_or_queue(channel, std::move(records));
 }
 
+void task::emit_event(std::uint32_t channel, const control_event& event) {
+  send_or_queue(channel, event);
+}
+
 void task::send_or_queue(std::uint32_t channel, entry item) {
   auto& out = outputs_.at(channel);
   if (out.pending.empty()) {
@@ -322,6 +326,10 @@ void task::deliver(std::uint32_t channel) {
   in.queue.pop_front();
   if (auto* b = std::get_if<batch_ptr>(&item)) {
     --in.queued_batches;
+    // Data on an idle input makes it active again; it holds the watermark
+    // back from its next watermark on (the task's never goes back).
+    in.idle = false;
+    idle_ = false;
     head_->push(**b);
     io_->grant_credit(channel, 1);
     return;
@@ -330,6 +338,11 @@ void task::deliver(std::uint32_t channel) {
   switch (event.kind) {
     case event_kind::watermark:
       in.watermark = std::max(in.watermark, event.value);
+      in.idle = false;
+      update_watermark();
+      break;
+    case event_kind::idle:
+      in.idle = true;
       update_watermark();
       break;
     case event_kind::barrier:
@@ -373,11 +386,27 @@ void task::on_input_ended() {
 
 void task::update_watermark() {
   auto low = max_watermark;
-  for (const auto& in : inputs_) low = std::min(low, in.watermark);
-  if (low <= watermark_ || low == max_watermark) return;
+  bool any_active = false;
+  for (const auto& in : inputs_) {
+    if (in.ended || in.idle) continue;
+    any_active = true;
+    low = std::min(low, in.watermark);
+  }
+  if (!any_active) {
+    // Every live input is idle (ended ones promise the maximum): say so
+    // downstream once, so that this task holds nobody back either. When
+    // all ended, end of input follows instead.
+    bool all_ended = std::all_of(inputs_.begin(), inputs_.end(),
+                                 [](const input_state& in) { return in.ended; });
+    if (idle_ || all_ended) return;
+    idle_ = true;
+    head_->on_control({event_kind::idle, 0});
+    return;
+  }
+  idle_ = false;
+  if (low <= watermark_) return;
   watermark_ = low;
-  flush_chain();
-  broadcast({event_kind::watermark, low});
+  head_->on_control({event_kind::watermark, low});
 }
 
 void task::flush_chain() {

@@ -19,6 +19,7 @@ class gather final : public runtime::consumer<std::uint64_t> {
   }
   void flush() override {}
   void finish() override { finished = true; }
+  void on_control(const runtime::control_event&) override {}
 
   std::vector<std::uint64_t> all;
   bool finished = false;

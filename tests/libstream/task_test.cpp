@@ -16,7 +16,8 @@ namespace stream::runtime {
 namespace {
 
 /// Records every send as a short string: "B<ch>:<n>" batch, "W<ch>:<wm>",
-/// "X<ch>:<id>" barrier, "E<ch>" end of input, "C<ch>:<n>" credit.
+/// "X<ch>:<id>" barrier, "E<ch>" end of input, "I<ch>" idle, "C<ch>:<n>"
+/// credit.
 class fake_transport final : public transport {
  public:
   void send_batch(std::uint32_t ch, batch_ptr records) override {
@@ -34,6 +35,9 @@ class fake_transport final : public transport {
         break;
       case event_kind::end_of_input:
         log.push_back("E" + std::to_string(ch));
+        break;
+      case event_kind::idle:
+        log.push_back("I" + std::to_string(ch));
         break;
     }
   }
@@ -128,6 +132,35 @@ TEST(task, forwards_the_minimum_watermark_over_its_inputs) {
   EXPECT_EQ(f.io.take(), (std::vector<std::string>{"W0:9"}));
   f.under_test->on_event(0, {event_kind::end_of_input, 0});
   EXPECT_EQ(f.io.take(), (std::vector<std::string>{"E0"}));
+}
+
+TEST(task, an_idle_input_holds_no_watermark_back_until_it_sends_again) {
+  map_task_fixture f{2};
+  f.under_test->on_credit(0, 4);
+  f.io.take();
+  f.under_test->on_event(0, {event_kind::watermark, 5});
+  EXPECT_TRUE(f.io.take().empty());
+  // Input 1 never sent a watermark; once idle, input 0 alone decides.
+  f.under_test->on_event(1, {event_kind::idle, 0});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"W0:5"}));
+  f.under_test->on_event(0, {event_kind::watermark, 8});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"W0:8"}));
+  // Both idle: the task says so downstream, once.
+  f.under_test->on_event(0, {event_kind::idle, 0});
+  f.under_test->on_event(0, {event_kind::idle, 0});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"I0"}));
+  // A batch reactivates input 1; its watermark 6 is behind the task's 8,
+  // which never goes back, and now holds the next advance back.
+  f.under_test->on_batch(1, ints(0, 4));
+  f.under_test->on_event(1, {event_kind::watermark, 6});
+  f.under_test->on_event(0, {event_kind::watermark, 20});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"B0:4", "C1:1"}));
+  f.under_test->on_event(1, {event_kind::watermark, 12});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"W0:12"}));
+  // Idle again after the data: said again.
+  f.under_test->on_event(0, {event_kind::idle, 0});
+  f.under_test->on_event(1, {event_kind::idle, 0});
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"I0"}));
 }
 
 TEST(task, holds_an_input_after_its_barrier_until_all_inputs_delivered_it) {

@@ -41,6 +41,9 @@ class operator_base : public runtime::consumer<In> {
 
   void flush() override { next_->flush(); }
   void finish() override { next_->finish(); }
+  void on_control(const runtime::control_event& e) override {
+    next_->on_control(e);
+  }
 
  protected:
   /// Sends `records` downstream and counts them.
@@ -113,6 +116,9 @@ class counting_link final : public runtime::consumer<T> {
   }
   void flush() override { next_->flush(); }
   void finish() override { next_->finish(); }
+  void on_control(const runtime::control_event& e) override {
+    next_->on_control(e);
+  }
 
  private:
   runtime::consumer<T>* next_;
@@ -131,6 +137,9 @@ class emitting_stage : public runtime::consumer<In> {
 
   void flush() override { link_.flush(); }
   void finish() override { link_.finish(); }
+  void on_control(const runtime::control_event& e) override {
+    link_.on_control(e);
+  }
 
  protected:
   /// Calls `body(record, emitter)` for every record, then spills.
@@ -250,6 +259,9 @@ class fanout_stage final : public runtime::consumer<T> {
   void finish() override {
     for (auto* t : targets_) t->finish();
   }
+  void on_control(const runtime::control_event& e) override {
+    for (auto* t : targets_) t->on_control(e);
+  }
 
  private:
   std::vector<runtime::consumer<T>*> targets_;
@@ -263,6 +275,7 @@ class discard_stage final : public runtime::consumer<T> {
   void push(std::vector<T>&) override {}
   void flush() override {}
   void finish() override {}
+  void on_control(const runtime::control_event&) override {}
 };
 
 }  // namespace stream::detail

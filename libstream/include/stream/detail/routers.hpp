@@ -34,6 +34,11 @@ class router_base : public runtime::consumer<T> {
     }
   }
   void finish() override { flush(); }
+  void on_control(const runtime::control_event& event) override {
+    flush();
+    for (std::uint32_t t = 0; t < buffers_.size(); ++t)
+      gate_->emit_event(first_channel_ + t, event);
+  }
 
  protected:
   void append(std::uint32_t target, T&& record) {

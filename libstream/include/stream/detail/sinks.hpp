@@ -105,6 +105,7 @@ class text_sink final : public runtime::consumer<T> {
 
   void flush() override { check(writer_->flush()); }
   void finish() override { check(writer_->flush()); }
+  void on_control(const runtime::control_event&) override {}
 
  private:
   static void check(const status& st) {
@@ -132,6 +133,7 @@ class collect_sink final : public runtime::consumer<T> {
   }
   void flush() override {}
   void finish() override {}
+  void on_control(const runtime::control_event&) override {}
 
  private:
   counter* in_;
@@ -147,6 +149,7 @@ class discard_sink final : public runtime::consumer<T> {
   void push(std::vector<T>& records) override { in_->add(records.size()); }
   void flush() override {}
   void finish() override {}
+  void on_control(const runtime::control_event&) override {}
 
  private:
   counter* in_;
@@ -168,6 +171,7 @@ class function_sink final : public runtime::consumer<T> {
   }
   void flush() override {}
   void finish() override {}
+  void on_control(const runtime::control_event&) override {}
 
  private:
   counter* in_;

@@ -43,6 +43,8 @@ enum class event_kind : std::uint8_t {
   watermark,     ///< value: event time in milliseconds since the epoch
   barrier,       ///< value: checkpoint id
   end_of_input,  ///< value unused
+  idle,          ///< value unused: the sender has no data for now and holds
+                 ///< no watermark back until it sends a record or watermark
 };
 
 /// A control event on a channel.

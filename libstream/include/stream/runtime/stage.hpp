@@ -25,6 +25,10 @@ class output_gate {
   /// Takes ownership of `records` for output channel `channel`. Never blocks:
   /// without credit the task queues the batch and reports backpressure.
   virtual void emit(std::uint32_t channel, batch_ptr records) = 0;
+
+  /// Sends a watermark or idle event on output channel `channel`, in order
+  /// after the batches emitted before it.
+  virtual void emit_event(std::uint32_t channel, const control_event& event) = 0;
 };
 
 /// What a stage learns about its place in the job when it is created.
@@ -69,6 +73,11 @@ class consumer : public stage_object {
 
   /// Every input ended: emits final output, then finishes downstream.
   virtual void finish() = 0;
+
+  /// A watermark or idle event reached this stage, after every record before
+  /// it. Operators act on it (fire timers and windows), then pass it on;
+  /// routers flush and send it on their channels; sinks ignore it.
+  virtual void on_control(const control_event& event) = 0;
 };
 
 /// Outcome of one `source_stage::pull`.
@@ -105,6 +114,7 @@ class chain_head {
   virtual void push(batch_base& records) = 0;
   virtual void flush() = 0;
   virtual void finish() = 0;
+  virtual void on_control(const control_event& event) = 0;
 };
 
 template <class T>
@@ -117,6 +127,9 @@ class typed_chain_head final : public chain_head {
   }
   void flush() override { head_->flush(); }
   void finish() override { head_->finish(); }
+  void on_control(const control_event& event) override {
+    head_->on_control(event);
+  }
 
  private:
   consumer<T>* head_;

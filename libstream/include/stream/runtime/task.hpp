@@ -43,7 +43,10 @@ class transport {
 ///   input (sources stop being pulled) and counts backpressured time;
 /// - control events travel in order with the data: before an event is
 ///   forwarded the chain is flushed, and events queue behind pending batches;
-/// - the watermark is the minimum over the live inputs; barriers are aligned
+/// - the watermark is the minimum over the live, active inputs (an idle input
+///   holds nothing back; all idle makes the task idle); it travels through
+///   the chain, whose operators fire timers on it and whose routers send it
+///   on; barriers are aligned
 ///   (an input that delivered barrier n is held until all delivered it);
 /// - end of input is forwarded once every input ended.
 /// Not thread-safe: owned and driven by one actor.
@@ -97,6 +100,10 @@ class task final : public output_gate {
   }
 
   void emit(std::uint32_t channel, batch_ptr records) override;
+  void emit_event(std::uint32_t channel, const control_event& event) override;
+
+  /// The watermark of the task's input: the minimum over its active inputs.
+  std::int64_t input_watermark() const noexcept { return watermark_; }
 
  private:
   using entry = std::variant<batch_ptr, control_event>;
@@ -106,6 +113,7 @@ class task final : public output_gate {
     std::uint32_t queued_batches = 0;
     std::int64_t watermark = min_watermark;
     bool ended = false;
+    bool idle = false;  ///< Said it is idle; holds no watermark back.
     bool held = false;  ///< Delivered the barrier being aligned.
   };
 
@@ -150,6 +158,7 @@ class task final : public output_gate {
   std::uint32_t blocked_outputs_ = 0;
   std::uint32_t next_input_ = 0;
   std::int64_t watermark_ = min_watermark;
+  bool idle_ = false;            ///< Every live input is idle.
   std::int64_t aligning_ = -1;  ///< Barrier being aligned, or -1.
   bool eoi_sent_ = false;
   bool closed_ = false;
