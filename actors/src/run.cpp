@@ -114,6 +114,16 @@ const common_option common_options[] = {
      "(default: 0)"},
     {"status-interval", "DURATION",
      "print a progress line this often, 0 disables (default: 0)"},
+    {"watermark-interval", "DURATION",
+     "how often timestamp assigners emit watermarks, 0 = after every batch "
+     "(default: 200ms)"},
+    {"state-backend", "NAME",
+     "where keyed state lives: memory or leveldb (default: memory)"},
+    {"state-dir", "DIR",
+     "directory of the leveldb state backend (default: /tmp/stream-state)"},
+    {"state-cache-entries", "N",
+     "leveldb backend: decoded entries cached per state, 0 = write through "
+     "(default: 65536)"},
 };
 
 std::string env_name(const std::string& option) {
@@ -233,6 +243,11 @@ parsed parse(int argc, char** argv, const std::vector<app_option>& app) {
     o.stop_after = parse_time_ms("stop-after", *v);
   if (auto* v = text("status-interval"))
     o.status_interval = parse_time_ms("status-interval", *v);
+  if (auto* v = text("watermark-interval"))
+    o.watermark_interval = parse_time_ms("watermark-interval", *v);
+  if (auto* v = text("state-backend")) o.state_backend = *v;
+  if (auto* v = text("state-dir")) o.state_dir = *v;
+  u32("state-cache-entries", o.state_cache_entries);
   out.no_chaining = vm["no-chaining"].as<bool>();
   if (auto st = o.validate(); !st.ok()) throw usage_error{st.message()};
   for (const auto& a : app) {

@@ -29,13 +29,20 @@ std::uint32_t job_graph::add_node(node n) {
   return nodes_.back().id;
 }
 
+std::size_t job_graph::main_outputs(std::uint32_t id) const {
+  std::size_t n = 0;
+  for (auto e : nodes_.at(id).out_edges) n += edges_[e].side_tag.empty();
+  return n;
+}
+
 std::uint32_t job_graph::add_edge(std::uint32_t from, std::uint32_t to,
-                                  partitioning kind,
-                                  router_factory hash_router) {
+                                  partitioning kind, router_factory hash_router,
+                                  std::string side_tag) {
   assert(from < nodes_.size() && to < nodes_.size() && from < to);
   assert((kind == partitioning::hash) == static_cast<bool>(hash_router));
   auto id = static_cast<std::uint32_t>(edges_.size());
-  edges_.push_back(edge{id, from, to, kind, std::move(hash_router)});
+  edges_.push_back(edge{id, from, to, kind, std::move(hash_router),
+                        std::move(side_tag)});
   nodes_[from].out_edges.push_back(id);
   nodes_[to].in_edges.push_back(id);
   return id;
@@ -125,8 +132,8 @@ result<execution_plan> execution_plan::build(const job_graph& graph,
     const auto& from = graph.at(e.from);
     const auto& to = graph.at(e.to);
     r.chained = chaining && r.kind == partitioning::forward &&
-                from.out_edges.size() == 1 && to.in_edges.size() == 1 &&
-                !to.new_chain;
+                e.side_tag.empty() && graph.main_outputs(from.id) == 1 &&
+                to.in_edges.size() == 1 && !to.new_chain;
     if (r.kind == partitioning::hash) {
       auto table =
           key_group_table::contiguous(options.max_parallelism, (*par)[e.to]);
@@ -159,7 +166,15 @@ result<execution_plan> execution_plan::build(const job_graph& graph,
     plan.edges_[e.id].to_chain = plan.chain_of_[e.to];
   }
   for (auto& c : plan.chains_) {
-    c.out_edges = graph.at(c.nodes.back()).out_edges;
+    c.out_edges.clear();
+    for (auto n : c.nodes) {
+      for (auto e : graph.at(n).out_edges) {
+        if (!graph.edges()[e].side_tag.empty()) c.out_edges.push_back(e);
+      }
+    }
+    for (auto e : graph.at(c.nodes.back()).out_edges) {
+      if (graph.edges()[e].side_tag.empty()) c.out_edges.push_back(e);
+    }
     std::uint32_t base = 0;
     for (auto e : c.in_edges) {
       plan.edges_[e].input_base = base;

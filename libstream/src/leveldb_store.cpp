@@ -90,8 +90,8 @@ class leveldb_store final : public kv_store {
   }
 
   status scan(std::string_view begin, std::string_view end,
-              const std::function<bool(std::string_view, std::string_view)>&
-                  fn) override {
+              const std::function<bool(std::string_view, std::string_view)>& fn)
+      override {
     if (!end.empty() && end <= begin) return {};
     const std::unique_ptr<leveldb::Iterator> it = range_iterator(begin);
     for (; it->Valid() && in_range(it->key(), end); it->Next()) {
@@ -108,26 +108,20 @@ class leveldb_store final : public kv_store {
     leveldb::WriteBatch batch;
     int batched = 0;
     std::uint64_t erased = 0;
+    const auto flush = [&] {
+      batched = 0;
+      return check("erase_range in", db_->Write(write_options_, &batch));
+    };
     for (; it->Valid() && in_range(it->key(), end); it->Next()) {
       batch.Delete(it->key());  // Copies the key.
       ++erased;
-      if (++batched == erase_batch_keys) {
-        if (status s = check("erase_range in", db_->Write(write_options_,
-                                                          &batch));
-            !s.ok()) {
-          return s;
-        }
-        batch.Clear();
-        batched = 0;
-      }
+      if (++batched < erase_batch_keys) continue;
+      if (status s = flush(); !s.ok()) return s;
+      batch.Clear();
     }
     if (status s = check("erase_range in", it->status()); !s.ok()) return s;
     if (batched > 0) {
-      if (status s =
-              check("erase_range in", db_->Write(write_options_, &batch));
-          !s.ok()) {
-        return s;
-      }
+      if (status s = flush(); !s.ok()) return s;
     }
     return erased;
   }
@@ -205,8 +199,8 @@ result<std::unique_ptr<kv_store>> open_leveldb(const std::string& path,
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) {
-    return status{errc::io_error, "leveldb create directory '" + path +
-                                      "': " + ec.message()};
+    return status{errc::io_error,
+                  "leveldb create directory '" + path + "': " + ec.message()};
   }
   std::unique_ptr<leveldb::Cache> cache{
       leveldb::NewLRUCache(options.block_cache_bytes)};
@@ -235,8 +229,7 @@ status destroy_leveldb(const std::string& path) {
   std::error_code ec;
   std::filesystem::remove_all(path, ec);
   if (ec) {
-    return {errc::io_error,
-            "leveldb destroy '" + path + "': " + ec.message()};
+    return {errc::io_error, "leveldb destroy '" + path + "': " + ec.message()};
   }
   return {};
 }

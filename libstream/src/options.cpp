@@ -39,6 +39,19 @@ status job_options::validate() const {
     return status{errc::invalid_config, "--stop-after must be >= 0"};
   if (status_interval.count() < 0)
     return status{errc::invalid_config, "--status-interval must be >= 0"};
+  if (watermark_interval.count() < 0 ||
+      watermark_interval > std::chrono::minutes{1})
+    return status{errc::invalid_config,
+                  "--watermark-interval must be between 0 and 1m"};
+  if (state_backend != "memory" && state_backend != "leveldb")
+    return status{errc::invalid_config,
+                  "--state-backend must be 'memory' or 'leveldb', not '" +
+                      state_backend + "'"};
+  if (state_dir.empty())
+    return status{errc::invalid_config, "--state-dir must not be empty"};
+  if (state_cache_entries > (1u << 26))
+    return out_of_range("state-cache-entries", state_cache_entries, 0,
+                        1u << 26);
   return {};
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <string>
 
 #include "stream/key_groups.hpp"
@@ -52,7 +53,9 @@ std::unique_ptr<stage_object> task::make_router(const job_graph& graph,
   ctx.subtask = subtask;
   ctx.batch_size = options_.batch_size;
   ctx.table = e.table;
-  const auto& ops = *graph.at(graph.edges()[edge].from).out_type;
+  // The receiver's input type: for a side output it is the tag's type, not
+  // the sender's main output type.
+  const auto& ops = *graph.at(graph.edges()[edge].to).in_type;
   switch (e.kind) {
     case partitioning::forward:
       return ops.make_forward(ctx);
@@ -89,9 +92,17 @@ status task::build(const job_graph& graph, const execution_plan& plan,
       task_labels, ns_to_seconds);
 
   // Outputs of the tail: routers, joined by a fan-out when there are several.
+  // Side outputs of any node get routers too, handed to their node below.
   const auto& tail = graph.at(c.nodes.back());
   std::vector<stage_object*> routers;
+  std::map<std::uint32_t, std::map<std::string, std::vector<std::uint32_t>>>
+      side_edges;  // node -> tag -> edges
   for (auto e : c.out_edges) {
+    const auto& ge = graph.edges()[e];
+    if (!ge.side_tag.empty()) {
+      side_edges[ge.from][ge.side_tag].push_back(e);
+      continue;
+    }
     stages_.push_back(make_router(graph, plan, e, subtask));
     routers.push_back(stages_.back().get());
   }
@@ -122,6 +133,21 @@ status task::build(const job_graph& graph, const execution_plan& plan,
         "stream_records_in_total", "Records received by the operator.", labels);
     ctx.records_out = &registry.get_counter(
         "stream_records_out_total", "Records emitted by the operator.", labels);
+    ctx.metrics = &registry;
+    ctx.options = &options_;
+    for (const auto& [tag, edges] : side_edges[n.id]) {
+      std::vector<stage_object*> targets;
+      for (auto e : edges) {
+        stages_.push_back(make_router(graph, plan, e, subtask));
+        targets.push_back(stages_.back().get());
+      }
+      if (targets.size() > 1) {
+        stages_.push_back(
+            graph.at(graph.edges()[edges[0]].to).in_type->make_fanout(targets));
+        targets = {stages_.back().get()};
+      }
+      ctx.side_outputs.emplace_back(tag, targets.front());
+    }
     stages_.push_back(n.make_stage(ctx, next));
     next = stages_.back().get();
   }

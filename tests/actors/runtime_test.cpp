@@ -86,13 +86,17 @@ TEST(runtime, keyed_process_keeps_value_state_per_key) {
   for (int i = 0; i < 3000; ++i) words.push_back("w" + std::to_string(i % 30));
   auto out = env.from_collection(words)
                  .key_by([](const std::string& w) { return w; })
-                 .process<std::string, int>(
+                 .process<std::string>(
                      [](const std::string& key, const std::string&,
-                        value_state<std::string, int>& count,
+                        keyed_context<std::string>& ctx,
                         emitter<std::string>& emit) {
-                       if (++count.value() == 100) {
+                       auto count = ctx.get_value_state<int>("count");
+                       auto n = count.value().value_or(0) + 1;
+                       if (n == 100) {
                          emit(key + "=100");
                          count.clear();
+                       } else {
+                         count.update(n);
                        }
                      })
                  .collect();

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -10,9 +11,15 @@
 #include "stream/detail/operators.hpp"
 #include "stream/detail/routers.hpp"
 #include "stream/detail/sinks.hpp"
+#include "stream/detail/process.hpp"
 #include "stream/detail/sources.hpp"
+#include "stream/detail/watermarks.hpp"
+#include "stream/detail/windows.hpp"
+#include "stream/event_time.hpp"
 #include "stream/functions.hpp"
 #include "stream/job_graph.hpp"
+#include "stream/state.hpp"
+#include "stream/windows.hpp"
 
 namespace stream {
 
@@ -84,6 +91,9 @@ using data_sink = operator_settings;
 template <class T, class K, class KeyFn>
 class keyed_stream;
 
+template <class T, class K, class KeyFn>
+class windowed_stream;
+
 /// A stream of records of type `T`. Cheap to copy; copies refer to the same
 /// operator, and consuming a stream twice copies its records to both.
 template <class T>
@@ -111,6 +121,48 @@ class data_stream : public operator_settings {
     auto copy = *this;
     copy.edge_kind_ = partitioning::rebalance;
     return copy;
+  }
+
+  /// Gives the records timestamps and this operator's subtasks (the source
+  /// splits, when it follows a source) watermarks, per `strategy`.
+  data_stream assign_timestamps_and_watermarks(
+      watermark_strategy<T> strategy) const {
+    if (!strategy.timestamps())
+      throw std::invalid_argument{
+          "assign_timestamps_and_watermarks: the strategy needs a timestamp "
+          "assigner (with_timestamp_assigner)"};
+    auto result = then<T>("timestamps", [strategy](
+                                            const runtime::stage_context& ctx,
+                                            runtime::stage_object* next) {
+      return make<detail::watermark_stage<T>>(ctx, next, strategy);
+    });
+    result.timestamps_ = strategy.timestamps();
+    return result;
+  }
+
+  /// Declares how to read the timestamp of records that already travel with
+  /// watermarks (the output of a window, say), without new watermarks.
+  template <class F>
+  data_stream with_timestamps(F fn) const {
+    auto copy = *this;
+    copy.timestamps_ = std::make_shared<const timestamp_fn<T>>(std::move(fn));
+    return copy;
+  }
+
+  /// The timestamp extractor of this stream, or null when it has none.
+  const std::shared_ptr<const timestamp_fn<T>>& timestamps() const noexcept {
+    return timestamps_;
+  }
+
+  /// The records this operator emitted under `tag` (late data, say), as a
+  /// stream of their own.
+  template <class U>
+  data_stream<U> side_output(const output_tag<U>& tag) const {
+    if (tag.name.empty())
+      throw std::invalid_argument{"side_output: the tag needs a name"};
+    data_stream<U> s{this->graph_, this->node_};
+    s.side_tag_ = tag.name;
+    return s;
   }
 
   /// One output per input: `fn(const T&) -> U`.
@@ -156,7 +208,9 @@ class data_stream : public operator_settings {
                                       runtime::stage_object* next) {
       return make<detail::identity_stage<T>>(ctx, next);
     });
-    (this->graph_->add_edge(others.id(), result.id(), others.edge_kind_), ...);
+    (this->graph_->add_edge(others.id(), result.id(), others.edge_kind_, {},
+                            others.side_tag_),
+     ...);
     return result;
   }
 
@@ -217,8 +271,12 @@ class data_stream : public operator_settings {
     n.make_stage = std::move(factory);
     auto id = this->graph_->add_node(std::move(n));
     auto edge = hash ? partitioning::hash : edge_kind_;
-    this->graph_->add_edge(this->node_, id, edge, std::move(hash));
-    return data_stream<U>{this->graph_, id};
+    this->graph_->add_edge(this->node_, id, edge, std::move(hash), side_tag_);
+    data_stream<U> result{this->graph_, id};
+    // Records of the same type keep their timestamps (as in Flink, where a
+    // map or filter keeps the record's timestamp).
+    if constexpr (std::is_same_v<T, U>) result.timestamps_ = timestamps_;
+    return result;
   }
 
  private:
@@ -235,14 +293,18 @@ class data_stream : public operator_settings {
     n.in_type = type_ops_for<T>();
     n.make_stage = std::move(factory);
     auto id = this->graph_->add_node(std::move(n));
-    this->graph_->add_edge(this->node_, id, edge_kind_);
+    this->graph_->add_edge(this->node_, id, edge_kind_, {}, side_tag_);
     return data_sink{this->graph_, id};
   }
 
   template <class>
   friend class data_stream;
+  template <class, class, class>
+  friend class keyed_stream;
 
   partitioning edge_kind_ = partitioning::automatic;
+  std::string side_tag_;  ///< Non-empty: a side output of node_.
+  std::shared_ptr<const timestamp_fn<T>> timestamps_;
 };
 
 /// A stream partitioned by key `K`; its operators keep state per key.
@@ -289,20 +351,53 @@ class keyed_stream {
         "aggregate", step{std::move(init), std::move(add), std::move(result)});
   }
 
-  /// Keyed process function with per-key value state:
-  /// `fn(const K&, const T&, value_state<K, S>&, emitter<U>&)`.
-  template <class U, class S, class F>
+  /// Keyed process function: `fn.process(const K&, const T&,
+  /// keyed_context<K>&, emitter<U>&)` per record, with keyed state, timers
+  /// and side outputs through the context; optional `fn.open(ctx)` and
+  /// `fn.on_timer(time, const K&, ctx, emitter<U>&)`. A callable with the
+  /// `process` signature works too.
+  template <class U, class F>
   data_stream<U> process(F fn) const {
-    struct step {
-      F fn;
-      void operator()(const K& key, const T& r, std::unordered_map<K, S>& state,
-                      emitter<U>& out) {
-        value_state<K, S> vs{state, key};
-        std::invoke(fn, key, r, vs, out);
-      }
+    auto key_fn = key_fn_;
+    auto timestamps = input_.timestamps();
+    stage_factory factory = [key_fn, fn, timestamps](
+                                const runtime::stage_context& ctx,
+                                runtime::stage_object* next) {
+      return std::unique_ptr<runtime::stage_object>{
+          new detail::keyed_process_stage<T, U, K, KeyFn, F>(
+              ctx, next, key_fn, fn, timestamps)};
     };
-    return keyed<U, S>("process", step{std::move(fn)});
+    return input_.template then<U>("process", std::move(factory), true,
+                                   hash_router());
   }
+
+  /// Groups each key's records into windows.
+  windowed_stream<T, K, KeyFn> window(window_assigner assigner) const {
+    if (assigner.shape != window_assigner::kind::session && assigner.size <= 0)
+      throw std::invalid_argument{"window: the size must be positive"};
+    if (assigner.shape == window_assigner::kind::sliding &&
+        assigner.slide <= 0)
+      throw std::invalid_argument{"window: the slide must be positive"};
+    if (assigner.shape == window_assigner::kind::session && assigner.gap <= 0)
+      throw std::invalid_argument{"window: the session gap must be positive"};
+    if (assigner.domain == time_domain::event_time && !input_.timestamps())
+      throw std::invalid_argument{
+          "window: event-time windows need timestamps; call "
+          "assign_timestamps_and_watermarks (or with_timestamps) first"};
+    return windowed_stream<T, K, KeyFn>{*this, assigner};
+  }
+
+  /// Routes records to the owner of their key's group.
+  router_factory hash_router() const {
+    auto key_fn = key_fn_;
+    return [key_fn](const router_context& ctx) {
+      return std::unique_ptr<runtime::stage_object>{
+          new detail::hash_router<T, KeyFn>(ctx, key_fn)};
+    };
+  }
+
+  const data_stream<T>& input() const noexcept { return input_; }
+  const KeyFn& key_fn() const noexcept { return key_fn_; }
 
  private:
   template <class U, class S, class Step>
@@ -314,16 +409,110 @@ class keyed_stream {
           new detail::keyed_stage<T, U, K, KeyFn, S, Step>(ctx, next, key_fn,
                                                            step)};
     };
-    router_factory router = [key_fn](const router_context& ctx) {
-      return std::unique_ptr<runtime::stage_object>{
-          new detail::hash_router<T, KeyFn>(ctx, key_fn)};
-    };
     return input_.template then<U>(std::move(kind), std::move(factory), true,
-                                   std::move(router));
+                                   hash_router());
   }
 
   data_stream<T> input_;
   KeyFn key_fn_;
+};
+
+/// A keyed stream grouped into windows; finished by `reduce`, `aggregate`
+/// or `process`, which emit one result per key and window when it fires.
+template <class T, class K, class KeyFn>
+class windowed_stream {
+ public:
+  windowed_stream(keyed_stream<T, K, KeyFn> keyed, window_assigner assigner)
+      : keyed_(std::move(keyed)), assigner_(assigner) {}
+
+  /// Keeps event-time windows this long after they fired: late records
+  /// update them and fire them again.
+  windowed_stream& allowed_lateness(std::chrono::milliseconds lateness) {
+    if (lateness.count() < 0)
+      throw std::invalid_argument{"allowed_lateness must not be negative"};
+    lateness_ = lateness.count();
+    return *this;
+  }
+
+  /// Sends records later than the allowed lateness to side output `tag`.
+  windowed_stream& side_output_late_data(const output_tag<T>& tag) {
+    late_tag_ = tag.name;
+    return *this;
+  }
+
+  /// Emits `fn(const T&, const T&) -> T` folded over each window.
+  template <class F>
+  data_stream<T> reduce(F fn) const {
+    return build<T>("window_reduce",
+                    detail::reduce_window_fn<T, F>{std::move(fn)});
+  }
+
+  /// Folds records into an `Acc` per window (`add(Acc&, const T&)`) and
+  /// emits `result(const K&, const time_window&, const Acc&)`.
+  template <class Acc, class Add, class Result>
+  auto aggregate(Acc init, Add add, Result result) const {
+    using U = std::decay_t<std::invoke_result_t<Result&, const K&,
+                                                const time_window&, const Acc&>>;
+    return build<U>("window_aggregate",
+                    detail::aggregate_window_fn<T, Acc, Add, Result,
+                                                detail::no_merge>{
+                        std::move(init), std::move(add), std::move(result), {}});
+  }
+
+  /// Same, with `merge(Acc&, const Acc&)`, which session windows need.
+  template <class Acc, class Add, class Merge, class Result>
+  auto aggregate(Acc init, Add add, Merge merge, Result result) const {
+    using U = std::decay_t<std::invoke_result_t<Result&, const K&,
+                                                const time_window&, const Acc&>>;
+    return build<U>(
+        "window_aggregate",
+        detail::aggregate_window_fn<T, Acc, Add, Result, Merge>{
+            std::move(init), std::move(add), std::move(result),
+            std::move(merge)});
+  }
+
+  /// Calls `fn(const K&, const time_window&, const std::vector<T>&,
+  /// emitter<U>&)` with all the records of each window (the process window
+  /// function).
+  template <class U, class F>
+  data_stream<U> process(F fn) const {
+    return build<U>("window_process",
+                    detail::process_window_fn<T, F>{std::move(fn)});
+  }
+
+ private:
+  template <class U, class W>
+  data_stream<U> build(std::string kind, W fn) const {
+    auto key_fn = keyed_.key_fn();
+    auto timestamps = keyed_.input().timestamps();
+    auto assigner = assigner_;
+    auto lateness = lateness_;
+    auto late_tag = late_tag_;
+    stage_factory factory = [=](const runtime::stage_context& ctx,
+                                runtime::stage_object* next) {
+      if (assigner.merging()) {
+        if constexpr (W::mergeable) {
+          return std::unique_ptr<runtime::stage_object>{
+              new detail::session_window_stage<T, U, K, KeyFn, W>(
+                  ctx, next, key_fn, assigner, lateness, late_tag, timestamps,
+                  fn)};
+        }
+      }
+      return std::unique_ptr<runtime::stage_object>{
+          new detail::window_stage<T, U, K, KeyFn, W>(
+              ctx, next, key_fn, assigner, lateness, late_tag, timestamps, fn)};
+    };
+    if (assigner_.merging() && !W::mergeable)
+      throw std::invalid_argument{
+          "session windows need aggregate(init, add, merge, result)"};
+    return keyed_.input().template then<U>(std::move(kind), std::move(factory),
+                                           true, keyed_.hash_router());
+  }
+
+  keyed_stream<T, K, KeyFn> keyed_;
+  window_assigner assigner_;
+  std::int64_t lateness_ = 0;
+  std::string late_tag_;
 };
 
 }  // namespace stream

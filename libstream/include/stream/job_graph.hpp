@@ -87,14 +87,22 @@ class job_graph {
     std::uint32_t to = 0;
     partitioning kind = partitioning::automatic;
     router_factory make_hash_router;  ///< Set for `partitioning::hash`.
+    /// Non-empty for a side output of `from` (late data, say): the records
+    /// the operator emits under this tag. Never chained.
+    std::string side_tag;
   };
 
   /// Adds a node and returns its id. `n.id` and the edge lists are ignored.
   std::uint32_t add_node(node n);
 
-  /// Adds an edge between existing nodes and returns its id.
+  /// Adds an edge between existing nodes and returns its id; a non-empty
+  /// `side_tag` makes it carry that side output of `from`.
   std::uint32_t add_edge(std::uint32_t from, std::uint32_t to,
-                         partitioning kind, router_factory hash_router = {});
+                         partitioning kind, router_factory hash_router = {},
+                         std::string side_tag = {});
+
+  /// Number of edges out of `id` that carry its main output.
+  std::size_t main_outputs(std::uint32_t id) const;
 
   node& at(std::uint32_t id) { return nodes_.at(id); }
   const node& at(std::uint32_t id) const { return nodes_.at(id); }
@@ -117,8 +125,10 @@ class execution_plan {
     std::vector<std::uint32_t> nodes;  ///< Head first.
     std::uint32_t parallelism = 1;
     std::string name;                      ///< "a -> b -> c".
-    std::vector<std::uint32_t> in_edges;   ///< Graph edges into the head.
-    std::vector<std::uint32_t> out_edges;  ///< Graph edges out of the tail.
+    std::vector<std::uint32_t> in_edges;  ///< Graph edges into the head.
+    /// Graph edges leaving the chain: the side outputs of its nodes, in node
+    /// order, then the main outputs of the tail.
+    std::vector<std::uint32_t> out_edges;
   };
 
   struct resolved_edge {

@@ -37,6 +37,18 @@ struct job_options {
   std::chrono::milliseconds stop_after{0};
   /// How often a status line is printed to stderr; zero disables it.
   std::chrono::milliseconds status_interval{0};
+  /// How often timestamp assigners emit a watermark; zero emits one after
+  /// every batch that advances it (deterministic, for tests).
+  std::chrono::milliseconds watermark_interval{200};
+  /// Where keyed state lives: "memory" (hash maps per key group) or
+  /// "leveldb" (one database per operator instance under `state_dir`).
+  std::string state_backend = "memory";
+  /// Directory of the LevelDB state backend; each operator instance owns
+  /// `<state_dir>/<job>/<operator>-<subtask>`.
+  std::string state_dir = "/tmp/stream-state";
+  /// LevelDB backend: decoded entries each state keeps in memory before it
+  /// writes back to the database (0 = write through).
+  std::uint32_t state_cache_entries = 65536;
 
   /// Checks every field against its documented range; the error names the
   /// offending option.

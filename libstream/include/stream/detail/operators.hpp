@@ -152,6 +152,18 @@ class emitting_stage : public runtime::consumer<In> {
     out.spill();
   }
 
+  /// Calls `body(emitter)` (timers, windows firing), then spills.
+  template <class Body>
+  void emit_with(Body&& body) {
+    out_.clear();
+    emitter<Out> out{out_, &link_, batch_size_};
+    body(out);
+    out.spill();
+  }
+
+  /// The downstream link, for control events.
+  counting_link<Out>& link() { return link_; }
+
  private:
   counting_link<Out> link_;
   counter* in_;

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "stream/runtime/batch.hpp"
@@ -12,6 +14,8 @@
 
 namespace stream {
 class counter;
+class metrics_registry;
+struct job_options;
 }  // namespace stream
 
 namespace stream::runtime {
@@ -31,6 +35,8 @@ class output_gate {
   virtual void emit_event(std::uint32_t channel, const control_event& event) = 0;
 };
 
+class stage_object;
+
 /// What a stage learns about its place in the job when it is created.
 /// Pointers stay valid for the lifetime of the task.
 struct stage_context {
@@ -43,6 +49,20 @@ struct stage_context {
   std::uint32_t batch_size = 1024;
   counter* records_in = nullptr;   ///< Never null once the task is built.
   counter* records_out = nullptr;  ///< Never null once the task is built.
+  /// For operator-specific metrics (labels: job, operator, subtask).
+  metrics_registry* metrics = nullptr;
+  const job_options* options = nullptr;  ///< Never null once built.
+  /// Side outputs of this operator that someone consumes, by tag: each a
+  /// `consumer<U>` for the tag's record type.
+  std::vector<std::pair<std::string, stage_object*>> side_outputs;
+
+  /// The consumer of side output `tag`, or null when nobody reads it.
+  stage_object* side_output(std::string_view tag) const {
+    for (const auto& [name, stage] : side_outputs) {
+      if (name == tag) return stage;
+    }
+    return nullptr;
+  }
 };
 
 /// Base of every stage in a chain: something the task owns and opens.
@@ -58,15 +78,10 @@ class stage_object {
   virtual void close() {}
 };
 
-/// A stage that consumes batches of `T`: an operator, a router or a sink.
+/// The type-independent part of a consumer: what travels besides records.
 /// Called only by the task's actor, so implementations need no locking.
-template <class T>
-class consumer : public stage_object {
+class consumer_base : public stage_object {
  public:
-  /// Consumes `records`. The callee may modify or move from the elements;
-  /// the caller clears the vector before reusing it.
-  virtual void push(std::vector<T>& records) = 0;
-
   /// Emits any buffered output downstream, then flushes downstream. Called
   /// on the flush timer and before every control event is forwarded.
   virtual void flush() = 0;
@@ -78,6 +93,15 @@ class consumer : public stage_object {
   /// it. Operators act on it (fire timers and windows), then pass it on;
   /// routers flush and send it on their channels; sinks ignore it.
   virtual void on_control(const control_event& event) = 0;
+};
+
+/// A stage that consumes batches of `T`: an operator, a router or a sink.
+template <class T>
+class consumer : public consumer_base {
+ public:
+  /// Consumes `records`. The callee may modify or move from the elements;
+  /// the caller clears the vector before reusing it.
+  virtual void push(std::vector<T>& records) = 0;
 };
 
 /// Outcome of one `source_stage::pull`.

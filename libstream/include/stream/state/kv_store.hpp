@@ -139,16 +139,16 @@ class memory_kv_store final : public kv_store {
 
   status write(const std::vector<kv_write>& writes) override {
     for (const kv_write& w : writes) {
-      const status s = w.kind == kv_write::op::put ? put(w.key, w.value)
-                                                   : erase(w.key);
+      const status s =
+          w.kind == kv_write::op::put ? put(w.key, w.value) : erase(w.key);
       if (!s.ok()) return s;
     }
     return {};
   }
 
   status scan(std::string_view begin, std::string_view end,
-              const std::function<bool(std::string_view, std::string_view)>&
-                  fn) override {
+              const std::function<bool(std::string_view, std::string_view)>& fn)
+      override {
     const auto [first, last] = bounds(begin, end);
     for (auto it = first; it != last; ++it) {
       if (!fn(it->first, it->second)) break;

@@ -1,0 +1,154 @@
+#pragma once
+
+// The keyed process function operator: per-record calls with keyed state,
+// event- and processing-time timers and side outputs.
+
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "stream/detail/operators.hpp"
+#include "stream/detail/side_outputs.hpp"
+#include "stream/event_time.hpp"
+#include "stream/options.hpp"
+#include "stream/state.hpp"
+
+namespace stream::detail {
+
+/// Directory-safe name of one operator instance's state: "<id>-<name>-<i>".
+inline std::string state_instance_name(const runtime::stage_context& ctx) {
+  std::string name = std::to_string(ctx.operator_id) + "-";
+  for (char c : ctx.operator_name) {
+    bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                (c >= '0' && c <= '9') || c == '_' || c == '-';
+    name += safe ? c : '_';
+  }
+  return name + "-" + std::to_string(ctx.subtask);
+}
+
+/// Opens the keyed backend of an operator instance, or fails `open()`.
+inline result<std::unique_ptr<state::keyed_backend>> open_backend(
+    const runtime::stage_context& ctx) {
+  return state::keyed_backend::open(*ctx.options, state_instance_name(ctx));
+}
+
+template <class Fn, class K>
+concept has_open = requires(Fn& fn, keyed_context<K>& ctx) { fn.open(ctx); };
+
+template <class Fn, class K, class Out>
+concept has_on_timer = requires(Fn& fn, const K& key, keyed_context<K>& ctx,
+                                emitter<Out>& out) {
+  fn.on_timer(std::int64_t{}, key, ctx, out);
+};
+
+/// `Fn` has `process(const K&, const In&, keyed_context<K>&, emitter<Out>&)`
+/// and optionally `open(keyed_context<K>&)` and `on_timer(std::int64_t time,
+/// const K&, keyed_context<K>&, emitter<Out>&)` (the context tells the
+/// domain). A plain callable with the `process` signature works too.
+template <class In, class Out, class K, class KeyFn, class Fn>
+class keyed_process_stage final : public emitting_stage<In, Out> {
+ public:
+  keyed_process_stage(const runtime::stage_context& ctx,
+                      runtime::stage_object* next, KeyFn key_fn, Fn fn,
+                      std::shared_ptr<const timestamp_fn<In>> timestamps)
+      : emitting_stage<In, Out>(ctx, next),
+        stage_ctx_(ctx),
+        assign_(ctx.max_parallelism),
+        sides_(ctx),
+        key_fn_(std::move(key_fn)),
+        fn_(std::move(fn)),
+        timestamps_(std::move(timestamps)) {}
+
+  status open() override {
+    auto b = open_backend(stage_ctx_);
+    if (!b.ok()) return b.error();
+    backend_ = std::move(*b);
+    ctx_ = std::make_unique<keyed_context<K>>(*backend_);
+    ctx_->set_side_outputs(&sides_);
+    if constexpr (has_open<Fn, K>) fn_.open(*ctx_);
+    return {};
+  }
+
+  void close() override {
+    ctx_.reset();
+    backend_.reset();
+  }
+
+  void push(std::vector<In>& records) override {
+    auto& ctx = *ctx_;
+    this->each(records, [&](const In& r, emitter<Out>& out) {
+      const auto& key = std::invoke(key_fn_, r);
+      ctx.set_key(key, assign_(hash_key(key)));
+      ctx.set_timestamp(timestamps_ ? (*timestamps_)(r) : runtime::min_watermark);
+      if constexpr (requires { fn_.process(key, r, ctx, out); })
+        fn_.process(key, r, ctx, out);
+      else
+        std::invoke(fn_, key, r, ctx, out);
+    });
+    sides_.spill();
+    fire_processing_timers(ctx.now());
+  }
+
+  void flush() override {
+    if (ctx_) fire_processing_timers(ctx_->now());
+    sides_.flush();
+    emitting_stage<In, Out>::flush();
+  }
+
+  void on_control(const runtime::control_event& e) override {
+    if (e.kind == runtime::event_kind::watermark) fire_event_timers(e.value);
+    sides_.on_control(e);
+    emitting_stage<In, Out>::on_control(e);
+  }
+
+  void finish() override {
+    // The end of input is the largest watermark: every event-time timer is
+    // due. Processing-time timers that are not due yet do not fire.
+    fire_event_timers(runtime::max_watermark);
+    sides_.finish();
+    emitting_stage<In, Out>::finish();
+  }
+
+ private:
+  void fire_event_timers(std::int64_t wm) {
+    if (!ctx_) return;
+    ctx_->set_watermark(wm);
+    fire(ctx_->event_timers(), wm, time_domain::event_time);
+  }
+
+  void fire_processing_timers(std::int64_t now) {
+    if (!ctx_ || ctx_->processing_timers().next_time() > now) return;
+    fire(ctx_->processing_timers(), now, time_domain::processing_time);
+  }
+
+  void fire(timer_queue<K>& timers, std::int64_t up_to, time_domain domain) {
+    if (timers.next_time() > up_to) return;
+    auto& ctx = *ctx_;
+    this->emit_with([&](emitter<Out>& out) {
+      typename timer_queue<K>::timer t;
+      while (timers.pop(up_to, t)) {
+        ctx.set_key(t.key, t.kg);
+        ctx.set_timestamp(t.time);
+        ctx.set_timer_domain(domain);
+        if constexpr (has_on_timer<Fn, K, Out>)
+          fn_.on_timer(t.time, t.key, ctx, out);
+      }
+    });
+    sides_.spill();
+  }
+
+  runtime::stage_context stage_ctx_;
+  key_group_assigner assign_;
+  side_output_set sides_;
+  KeyFn key_fn_;
+  Fn fn_;
+  std::shared_ptr<const timestamp_fn<In>> timestamps_;
+  std::unique_ptr<state::keyed_backend> backend_;
+  std::unique_ptr<keyed_context<K>> ctx_;
+};
+
+}  // namespace stream::detail

@@ -1,0 +1,403 @@
+#pragma once
+
+// Window operators. Window contents live in the keyed backend, namespaced by
+// window; a timer per (key, window) fires it. Event-time semantics follow
+// Flink's EventTimeTrigger with allowed lateness:
+// - a window fires when the watermark reaches its max timestamp (end - 1);
+// - with lateness L its state stays until the watermark reaches max + L,
+//   and every record arriving in that time fires it again (updated result);
+// - a record all of whose windows are past max + L is late: it goes to the
+//   late side output and is counted in `stream_late_records_total`.
+// Processing-time windows fire when the wall clock passes their end.
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "stream/detail/operators.hpp"
+#include "stream/detail/process.hpp"
+#include "stream/detail/side_outputs.hpp"
+#include "stream/metrics.hpp"
+#include "stream/state.hpp"
+#include "stream/windows.hpp"
+
+namespace stream::detail {
+
+// -- window functions: how records fold into a window and what it emits ----
+
+template <class T, class F>
+struct reduce_window_fn {
+  using acc_type = T;
+  using out_type = T;
+  static constexpr bool mergeable = true;
+  F fn;
+
+  void add(T& acc, const T& r, bool created) const {
+    if (created)
+      acc = r;
+    else
+      acc = std::invoke(fn, std::as_const(acc), r);
+  }
+  void merge(T& acc, const T& other) const {
+    acc = std::invoke(fn, std::as_const(acc), other);
+  }
+  template <class K>
+  void emit(const K&, const time_window&, const T& acc,
+            emitter<T>& out) const {
+    out.emit(acc);
+  }
+};
+
+/// No merge function: the aggregate cannot be used with session windows.
+struct no_merge {};
+
+template <class T, class Acc, class Add, class Result, class Merge>
+struct aggregate_window_fn {
+  using acc_type = Acc;
+  static constexpr bool mergeable = !std::is_same_v<Merge, no_merge>;
+  Acc init;
+  Add add_fn;
+  Result result;
+  Merge merge_fn;
+
+  void add(Acc& acc, const T& r, bool created) const {
+    if (created) acc = init;
+    std::invoke(add_fn, acc, r);
+  }
+  void merge(Acc& acc, const Acc& other) const {
+    if constexpr (mergeable) std::invoke(merge_fn, acc, other);
+  }
+  template <class K, class U>
+  void emit(const K& key, const time_window& w, const Acc& acc,
+            emitter<U>& out) const {
+    out.emit(std::invoke(result, key, w, acc));
+  }
+};
+
+template <class T, class F>
+struct process_window_fn {
+  using acc_type = std::vector<T>;
+  static constexpr bool mergeable = true;
+  F fn;
+
+  void add(std::vector<T>& acc, const T& r, bool) const { acc.push_back(r); }
+  void merge(std::vector<T>& acc, const std::vector<T>& other) const {
+    acc.insert(acc.end(), other.begin(), other.end());
+  }
+  template <class K, class U>
+  void emit(const K& key, const time_window& w, const std::vector<T>& acc,
+            emitter<U>& out) const {
+    std::invoke(fn, key, w, acc, out);
+  }
+};
+
+/// What every window operator shares: key, time, backend, timers, the late
+/// side output and its counter.
+template <class In, class Out, class K, class KeyFn>
+class window_stage_base : public emitting_stage<In, Out> {
+ public:
+  window_stage_base(const runtime::stage_context& ctx,
+                    runtime::stage_object* next, KeyFn key_fn,
+                    window_assigner assigner, std::int64_t lateness,
+                    std::string late_tag,
+                    std::shared_ptr<const timestamp_fn<In>> timestamps)
+      : emitting_stage<In, Out>(ctx, next),
+        stage_ctx_(ctx),
+        assign_(ctx.max_parallelism),
+        sides_(ctx),
+        key_fn_(std::move(key_fn)),
+        assigner_(assigner),
+        lateness_(assigner.domain == time_domain::event_time ? lateness : 0),
+        late_tag_(std::move(late_tag)),
+        timestamps_(std::move(timestamps)) {}
+
+  void flush() override {
+    if (backend_) fire_processing(processing_time_now());
+    sides_.flush();
+    emitting_stage<In, Out>::flush();
+  }
+
+  void on_control(const runtime::control_event& e) override {
+    if (e.kind == runtime::event_kind::watermark && backend_) {
+      watermark_ = std::max(watermark_, e.value);
+      fire(event_timers_, watermark_);
+    }
+    sides_.on_control(e);
+    emitting_stage<In, Out>::on_control(e);
+  }
+
+  void finish() override {
+    if (backend_) {
+      // End of input: every window is complete, in either domain.
+      watermark_ = runtime::max_watermark;
+      fire(event_timers_, runtime::max_watermark);
+      fire(processing_timers_, runtime::max_watermark);
+    }
+    sides_.finish();
+    emitting_stage<In, Out>::finish();
+  }
+
+  void close() override { backend_.reset(); }
+
+ protected:
+  status open_base() {
+    auto b = open_backend(stage_ctx_);
+    if (!b.ok()) return b.error();
+    backend_ = std::move(*b);
+    late_ = &stage_ctx_.metrics->get_counter(
+        "stream_late_records_total",
+        "Records that arrived after their windows' allowed lateness.",
+        {{"job", stage_ctx_.job_name},
+         {"operator", stage_ctx_.operator_name},
+         {"subtask", std::to_string(stage_ctx_.subtask)}});
+    return {};
+  }
+
+  bool event_time() const noexcept {
+    return assigner_.domain == time_domain::event_time;
+  }
+
+  /// The time a record is assigned by: its timestamp or the wall clock.
+  std::int64_t time_of(const In& r, std::int64_t now) const {
+    return event_time() ? (*timestamps_)(r) : now;
+  }
+
+  /// Registers the timer of window `w` of a key: firing, or (past it,
+  /// within the lateness) cleanup.
+  void register_window(key_group kg, const K& key, const time_window& w) {
+    if (!event_time()) {
+      processing_timers_.add(w.max_timestamp(), kg, key, w);
+    } else if (w.max_timestamp() > watermark_) {
+      event_timers_.add(w.max_timestamp(), kg, key, w);
+    } else {
+      event_timers_.add(w.max_timestamp() + lateness_, kg, key, w);
+    }
+  }
+
+  /// Whether `w` is past its lateness, so nothing may change it any more.
+  bool window_late(const time_window& w) const {
+    return event_time() && w.max_timestamp() + lateness_ <= watermark_;
+  }
+
+  /// Whether `w` already fired, so an update fires it again right away.
+  bool window_fired(const time_window& w) const {
+    return event_time() && w.max_timestamp() <= watermark_;
+  }
+
+  void late_record(const In& r) {
+    late_->add(1);
+    if (!late_tag_.empty()) sides_.emit(late_tag_, r);
+  }
+
+  void fire_processing(std::int64_t now) {
+    if (processing_timers_.next_time() <= now) fire(processing_timers_, now);
+  }
+
+  /// Fires (or cleans up) the window of one timer.
+  virtual void on_window_timer(key_group kg, const K& key,
+                               const time_window& w, bool cleanup,
+                               emitter<Out>& out) = 0;
+
+  using timers = timer_queue<K, time_window>;
+
+  void fire(timers& queue, std::int64_t up_to) {
+    if (queue.next_time() > up_to) return;
+    this->emit_with([&](emitter<Out>& out) {
+      typename timers::timer t;
+      while (queue.pop(up_to, t)) {
+        bool cleanup = t.time != t.ns.max_timestamp();
+        on_window_timer(t.kg, t.key, t.ns, cleanup, out);
+        // Past its max timestamp with lateness left: clean up later.
+        if (!cleanup && lateness_ > 0 && &queue == &event_timers_)
+          event_timers_.add(t.ns.max_timestamp() + lateness_, t.kg, t.key,
+                            t.ns);
+      }
+    });
+    sides_.spill();
+  }
+
+  runtime::stage_context stage_ctx_;
+  key_group_assigner assign_;
+  side_output_set sides_;
+  KeyFn key_fn_;
+  window_assigner assigner_;
+  std::int64_t lateness_;
+  std::string late_tag_;
+  std::shared_ptr<const timestamp_fn<In>> timestamps_;
+  std::unique_ptr<state::keyed_backend> backend_;
+  counter* late_ = nullptr;
+  std::int64_t watermark_ = runtime::min_watermark;
+  timers event_timers_;
+  timers processing_timers_;
+  std::vector<time_window> windows_;
+};
+
+/// Tumbling and sliding windows: state per (key, window).
+template <class In, class Out, class K, class KeyFn, class W>
+class window_stage final : public window_stage_base<In, Out, K, KeyFn> {
+  using base = window_stage_base<In, Out, K, KeyFn>;
+  using acc_type = typename W::acc_type;
+
+ public:
+  window_stage(const runtime::stage_context& ctx, runtime::stage_object* next,
+               KeyFn key_fn, window_assigner assigner, std::int64_t lateness,
+               std::string late_tag,
+               std::shared_ptr<const timestamp_fn<In>> timestamps, W fn)
+      : base(ctx, next, std::move(key_fn), assigner, lateness,
+             std::move(late_tag), std::move(timestamps)),
+        fn_(std::move(fn)) {}
+
+  status open() override {
+    if (auto st = this->open_base(); !st.ok()) return st;
+    contents_ = this->backend_->template make_table<K, time_window, acc_type>(
+        "window-contents");
+    return {};
+  }
+
+  void close() override {
+    contents_.reset();
+    base::close();
+  }
+
+  void push(std::vector<In>& records) override {
+    auto now = this->event_time() ? 0 : processing_time_now();
+    auto& windows = this->windows_;
+    this->each(records, [&](const In& r, emitter<Out>& out) {
+      const auto& key = std::invoke(this->key_fn_, r);
+      auto kg = this->assign_(hash_key(key));
+      windows.clear();
+      this->assigner_.assign(this->time_of(r, now), windows);
+      bool all_late = true;
+      for (const auto& w : windows) {
+        if (this->window_late(w)) continue;
+        all_late = false;
+        bool created = false;
+        auto& acc = contents_->upsert(kg, key, w, created);
+        fn_.add(acc, r, created);
+        if (this->window_fired(w)) fn_.emit(key, w, acc, out);
+        if (created) this->register_window(kg, key, w);
+      }
+      if (all_late) this->late_record(r);
+    });
+    this->sides_.spill();
+    if (!this->event_time()) this->fire_processing(now);
+  }
+
+ private:
+  void on_window_timer(key_group kg, const K& key, const time_window& w,
+                       bool cleanup, emitter<Out>& out) override {
+    if (!cleanup) {
+      if (const auto* acc = contents_->find(kg, key, w))
+        fn_.emit(key, w, *acc, out);
+      if (this->lateness_ > 0) return;
+    }
+    contents_->erase(kg, key, w);
+  }
+
+  W fn_;
+  std::unique_ptr<state::table<K, time_window, acc_type>> contents_;
+};
+
+/// Session windows: per key, the open sessions and their contents; a record
+/// opens [ts, ts + gap) and merges every session it touches.
+template <class In, class Out, class K, class KeyFn, class W>
+class session_window_stage final
+    : public window_stage_base<In, Out, K, KeyFn> {
+  using base = window_stage_base<In, Out, K, KeyFn>;
+  using acc_type = typename W::acc_type;
+  using sessions = std::vector<std::pair<time_window, acc_type>>;
+  static_assert(W::mergeable,
+                "session windows need a merge function for aggregate()");
+
+ public:
+  session_window_stage(const runtime::stage_context& ctx,
+                       runtime::stage_object* next, KeyFn key_fn,
+                       window_assigner assigner, std::int64_t lateness,
+                       std::string late_tag,
+                       std::shared_ptr<const timestamp_fn<In>> timestamps,
+                       W fn)
+      : base(ctx, next, std::move(key_fn), assigner, lateness,
+             std::move(late_tag), std::move(timestamps)),
+        fn_(std::move(fn)) {}
+
+  status open() override {
+    if (auto st = this->open_base(); !st.ok()) return st;
+    sessions_ =
+        this->backend_->template make_table<K, state::void_namespace, sessions>(
+            "sessions");
+    return {};
+  }
+
+  void close() override {
+    sessions_.reset();
+    base::close();
+  }
+
+  void push(std::vector<In>& records) override {
+    auto now = this->event_time() ? 0 : processing_time_now();
+    this->each(records, [&](const In& r, emitter<Out>& out) {
+      const auto& key = std::invoke(this->key_fn_, r);
+      auto kg = this->assign_(hash_key(key));
+      auto ts = this->time_of(r, now);
+      time_window w{ts, ts + this->assigner_.gap};
+      if (this->window_late(w)) return this->late_record(r);
+      bool created = false;
+      auto& list = sessions_->upsert(kg, key, {}, created);
+      // Merge every session that touches the new one into it.
+      acc_type acc{};
+      bool has_acc = false;
+      for (auto it = list.begin(); it != list.end();) {
+        if (!it->first.intersects(w)) {
+          ++it;
+          continue;
+        }
+        w = {std::min(w.start, it->first.start),
+             std::max(w.end, it->first.end)};
+        if (has_acc) {
+          fn_.merge(acc, it->second);
+        } else {
+          acc = std::move(it->second);
+          has_acc = true;
+        }
+        it = list.erase(it);
+      }
+      fn_.add(acc, r, !has_acc);
+      auto pos = std::lower_bound(
+          list.begin(), list.end(), w,
+          [](const auto& s, const time_window& x) { return s.first < x; });
+      const auto& merged = list.emplace(pos, w, std::move(acc))->second;
+      if (this->window_fired(w)) fn_.emit(key, w, merged, out);
+      this->register_window(kg, key, w);
+    });
+    this->sides_.spill();
+    if (!this->event_time()) this->fire_processing(now);
+  }
+
+ private:
+  void on_window_timer(key_group kg, const K& key, const time_window& w,
+                       bool cleanup, emitter<Out>& out) override {
+    // Timers of sessions that were merged away find nothing.
+    const auto* list = sessions_->find(kg, key, {});
+    if (list == nullptr) return;
+    auto it = std::find_if(list->begin(), list->end(),
+                           [&](const auto& s) { return s.first == w; });
+    if (it == list->end()) return;
+    if (!cleanup) {
+      fn_.emit(key, w, it->second, out);
+      if (this->lateness_ > 0) return;
+    }
+    bool created = false;
+    auto& mutable_list = sessions_->upsert(kg, key, {}, created);
+    std::erase_if(mutable_list, [&](const auto& s) { return s.first == w; });
+    if (mutable_list.empty()) sessions_->erase(kg, key, {});
+  }
+
+  W fn_;
+  std::unique_ptr<state::table<K, state::void_namespace, sessions>> sessions_;
+};
+
+}  // namespace stream::detail

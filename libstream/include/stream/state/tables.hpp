@@ -1,0 +1,375 @@
+#pragma once
+
+// Keyed state storage of one operator instance. A `table<K, N, V>` maps
+// (key group, key, namespace) to a value; the namespace is the window of
+// window state, or `void_namespace`. Two backends implement it:
+// - memory: one hash map per key group, values stored as objects;
+// - leveldb: one database per operator instance, keys
+//   [key group u16 big-endian][state id u16 big-endian][key][namespace]
+//   (codec encoding), so one key-group range of one state is one contiguous
+//   scan; decoded values are cached and written back in batches.
+// Both offer what checkpoints and rescaling need: visit or drop exactly one
+// key-group range.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "stream/codec.hpp"
+#include "stream/event_time.hpp"
+#include "stream/key_groups.hpp"
+#include "stream/options.hpp"
+#include "stream/state/kv_store.hpp"
+#include "stream/status.hpp"
+
+namespace stream {
+
+STREAM_FIELDS(time_window, start, end);
+
+}  // namespace stream
+
+namespace stream::state {
+
+/// The namespace of state that is not scoped to a window.
+struct void_namespace {
+  std::uint8_t unused = 0;
+  friend bool operator==(const void_namespace&,
+                         const void_namespace&) = default;
+};
+STREAM_FIELDS(void_namespace, unused);
+
+/// Hash of a namespace, mixed into the key hash of the memory backend.
+inline std::uint64_t namespace_hash(const void_namespace&) { return 0; }
+inline std::uint64_t namespace_hash(const time_window& w) {
+  return static_cast<std::uint64_t>(w.end) * 0x9E3779B97F4A7C15ULL ^
+         static_cast<std::uint64_t>(w.start);
+}
+inline std::uint64_t namespace_hash(std::int64_t v) {
+  return static_cast<std::uint64_t>(v) * 0x9E3779B97F4A7C15ULL;
+}
+
+/// A storage failure inside an operator (disk full, corrupt database); fails
+/// the task with the message.
+class state_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Keyed values of one state of one operator instance.
+template <class K, class N, class V>
+class table {
+ public:
+  using visitor =
+      std::function<void(key_group, const K&, const N&, const V&)>;
+
+  virtual ~table() = default;
+
+  /// The value, or null when absent. Valid until the next call on the table.
+  virtual const V* find(key_group kg, const K& key, const N& ns) = 0;
+
+  /// The value for modification, default-constructed (and `created` set)
+  /// when absent. Valid until the next call on the table.
+  virtual V& upsert(key_group kg, const K& key, const N& ns,
+                    bool& created) = 0;
+
+  /// Removes the value if present.
+  virtual void erase(key_group kg, const K& key, const N& ns) = 0;
+
+  /// Calls `fn` for every entry whose key group lies in `range`; `fn` must
+  /// not modify the table.
+  virtual void for_each(key_group_range range, const visitor& fn) = 0;
+
+  /// Removes every entry whose key group lies in `range`.
+  virtual void drop(key_group_range range) = 0;
+
+  /// Makes every change durable in the backend (no-op in memory).
+  virtual void flush() {}
+};
+
+/// Key of an entry in an in-memory map: the user key and the namespace.
+template <class K, class N>
+struct entry_key {
+  K key;
+  N ns;
+  friend bool operator==(const entry_key&, const entry_key&) = default;
+};
+
+template <class K, class N>
+struct entry_hash {
+  std::size_t operator()(const entry_key<K, N>& e) const {
+    return static_cast<std::size_t>(hash_key(e.key) ^ namespace_hash(e.ns));
+  }
+};
+
+/// In-memory backend: one hash map per key group.
+template <class K, class N, class V>
+class memory_table final : public table<K, N, V> {
+ public:
+  using map_type = std::unordered_map<entry_key<K, N>, V, entry_hash<K, N>>;
+
+  explicit memory_table(std::uint32_t max_parallelism)
+      : groups_(max_parallelism) {}
+
+  const V* find(key_group kg, const K& key, const N& ns) override {
+    auto* g = groups_[kg].get();
+    if (g == nullptr) return nullptr;
+    auto it = g->find(entry_key<K, N>{key, ns});
+    return it == g->end() ? nullptr : &it->second;
+  }
+
+  V& upsert(key_group kg, const K& key, const N& ns, bool& created) override {
+    auto [it, fresh] = group(kg).try_emplace(entry_key<K, N>{key, ns});
+    created = fresh;
+    return it->second;
+  }
+
+  void erase(key_group kg, const K& key, const N& ns) override {
+    if (auto* g = groups_[kg].get()) g->erase(entry_key<K, N>{key, ns});
+  }
+
+  void for_each(key_group_range range,
+                const typename table<K, N, V>::visitor& fn) override {
+    for (auto kg = range.start; kg < range.end && kg < groups_.size(); ++kg) {
+      if (auto* g = groups_[kg].get()) {
+        for (const auto& [k, v] : *g) fn(kg, k.key, k.ns, v);
+      }
+    }
+  }
+
+  void drop(key_group_range range) override {
+    for (auto kg = range.start; kg < range.end && kg < groups_.size(); ++kg)
+      groups_[kg].reset();
+  }
+
+ private:
+  map_type& group(key_group kg) {
+    auto& g = groups_[kg];
+    if (!g) g = std::make_unique<map_type>();
+    return *g;
+  }
+
+  std::vector<std::unique_ptr<map_type>> groups_;
+};
+
+/// Bytes of the LevelDB key prefix: key group and state id, big-endian.
+inline void append_prefix(std::string& out, key_group kg, std::uint16_t id) {
+  out.push_back(static_cast<char>((kg >> 8) & 0xff));
+  out.push_back(static_cast<char>(kg & 0xff));
+  out.push_back(static_cast<char>(id >> 8));
+  out.push_back(static_cast<char>(id & 0xff));
+}
+
+/// LevelDB backend: entries encoded with the codec; a bounded write-back
+/// cache of decoded values absorbs repeated access to hot keys (the cache is
+/// written back in one batch when full, on `flush` and before scans).
+template <class K, class N, class V>
+class leveldb_table final : public table<K, N, V> {
+ public:
+  leveldb_table(kv_store& store, std::uint16_t id, std::size_t cache_entries)
+      : store_(&store), id_(id), capacity_(cache_entries) {}
+
+  ~leveldb_table() override {
+    // Best effort: a destroyed operator's state is gone with its database
+    // unless a checkpoint flushed it before.
+    try {
+      flush();
+    } catch (const state_error&) {  // NOLINT(bugprone-empty-catch)
+    }
+  }
+
+  const V* find(key_group kg, const K& key, const N& ns) override {
+    auto& s = slot(kg, key, ns);
+    return s.present ? &s.value : nullptr;
+  }
+
+  V& upsert(key_group kg, const K& key, const N& ns, bool& created) override {
+    auto& s = slot(kg, key, ns);
+    created = !s.present;
+    if (created) {
+      s.value = V{};
+      s.present = true;
+    }
+    s.dirty = true;
+    return s.value;
+  }
+
+  void erase(key_group kg, const K& key, const N& ns) override {
+    auto& s = slot(kg, key, ns);
+    if (!s.present) return;
+    s.present = false;
+    s.value = V{};
+    s.dirty = true;
+  }
+
+  void for_each(key_group_range range,
+                const typename table<K, N, V>::visitor& fn) override {
+    flush();
+    for (auto kg = range.start; kg < range.end; ++kg) {
+      std::string lo, hi;
+      append_prefix(lo, kg, id_);
+      append_prefix(hi, kg, static_cast<std::uint16_t>(id_ + 1));
+      K key{};
+      N ns{};
+      V value{};
+      auto st = store_->scan(lo, hi, [&](std::string_view k,
+                                         std::string_view v) {
+        decode_key(k, key, ns);
+        decode(v, value);
+        fn(kg, key, ns, value);
+        return true;
+      });
+      check(st);
+    }
+  }
+
+  void drop(key_group_range range) override {
+    flush();
+    cache_.clear();
+    for (auto kg = range.start; kg < range.end; ++kg) {
+      std::string lo, hi;
+      append_prefix(lo, kg, id_);
+      append_prefix(hi, kg, static_cast<std::uint16_t>(id_ + 1));
+      auto n = store_->erase_range(lo, hi);
+      if (!n.ok()) check(n.error());
+    }
+  }
+
+  void flush() override {
+    std::vector<kv_write> writes;
+    for (auto& [k, s] : cache_) {
+      if (!s.dirty) continue;
+      kv_write w;
+      w.key = s.encoded_key;
+      if (s.present) {
+        w.kind = kv_write::op::put;
+        w.value = encode(s.value);
+      } else {
+        w.kind = kv_write::op::erase;
+      }
+      writes.push_back(std::move(w));
+      s.dirty = false;
+    }
+    if (!writes.empty()) check(store_->write(writes));
+  }
+
+ private:
+  struct cache_slot {
+    V value{};
+    bool present = false;
+    bool dirty = false;
+    std::string encoded_key;
+  };
+
+  cache_slot& slot(key_group kg, const K& key, const N& ns) {
+    entry_key<K, N> ek{key, ns};
+    if (auto it = cache_.find(ek); it != cache_.end()) return it->second;
+    if (cache_.size() >= capacity_) {
+      // Epoch eviction: write everything back and start over. Simple, and
+      // with a working set below the capacity it never happens.
+      flush();
+      cache_.clear();
+    }
+    cache_slot s;
+    s.encoded_key = encode_key(kg, key, ns);
+    std::string bytes;
+    auto found = store_->get(s.encoded_key, bytes);
+    if (!found.ok()) check(found.error());
+    if (*found) {
+      decode(bytes, s.value);
+      s.present = true;
+    }
+    return cache_.emplace(std::move(ek), std::move(s)).first->second;
+  }
+
+  std::string encode_key(key_group kg, const K& key, const N& ns) const {
+    byte_buffer buf;
+    codec<K>::encode(key, buf);
+    codec<N>::encode(ns, buf);
+    std::string out;
+    out.reserve(4 + buf.size());
+    append_prefix(out, kg, id_);
+    out.append(reinterpret_cast<const char*>(buf.data()), buf.size());
+    return out;
+  }
+
+  static std::span<const std::uint8_t> bytes_of(std::string_view s) {
+    return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+  }
+
+  void decode_key(std::string_view k, K& key, N& ns) const {
+    detail::reader in(bytes_of(k), 4);
+    auto st = codec<K>::decode(in, key);
+    if (st.ok()) st = codec<N>::decode(in, ns);
+    if (st.ok()) st = in.expect_end("state key");
+    check(st);
+  }
+
+  static std::string encode(const V& value) {
+    byte_buffer buf;
+    codec<V>::encode(value, buf);
+    return {reinterpret_cast<const char*>(buf.data()), buf.size()};
+  }
+
+  static void decode(std::string_view bytes, V& value) {
+    detail::reader in(bytes_of(bytes));
+    auto st = codec<V>::decode(in, value);
+    if (st.ok()) st = in.expect_end("state value");
+    check(st);
+  }
+
+  static void check(const status& st) {
+    if (!st.ok()) throw state_error{"keyed state: " + st.to_string()};
+  }
+
+  kv_store* store_;
+  std::uint16_t id_;
+  std::size_t capacity_;
+  std::unordered_map<entry_key<K, N>, cache_slot, entry_hash<K, N>> cache_;
+};
+
+/// The keyed state of one operator instance: creates its tables in the
+/// configured backend.
+class keyed_backend {
+ public:
+  /// Opens the backend of `options.state_backend`; for LevelDB a fresh
+  /// database in `<state_dir>/<job>/<instance>`.
+  static result<std::unique_ptr<keyed_backend>> open(
+      const job_options& options, const std::string& instance);
+
+  ~keyed_backend();
+
+  bool persistent() const noexcept { return store_ != nullptr; }
+  std::uint32_t max_parallelism() const noexcept { return max_parallelism_; }
+
+  /// Creates the table of the state named `name` (names are unique per
+  /// operator, at most 65535 of them; the n-th name gets id n). Throws
+  /// `state_error` on a duplicate name.
+  template <class K, class N, class V>
+  std::unique_ptr<table<K, N, V>> make_table(const std::string& name) {
+    auto id = register_state(name);
+    if (!store_) return std::make_unique<memory_table<K, N, V>>(max_parallelism_);
+    return std::make_unique<leveldb_table<K, N, V>>(*store_, id,
+                                                    cache_entries_);
+  }
+
+  /// The names of the states, by id.
+  const std::vector<std::string>& states() const noexcept { return names_; }
+
+ private:
+  keyed_backend() = default;
+  std::uint16_t register_state(const std::string& name);
+
+  std::uint32_t max_parallelism_ = 128;
+  std::size_t cache_entries_ = 0;
+  std::unique_ptr<kv_store> store_;
+  std::vector<std::string> names_;
+};
+
+}  // namespace stream::state
