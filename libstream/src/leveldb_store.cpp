@@ -61,6 +61,8 @@ class leveldb_store final : public kv_store {
   }
 
   result<bool> get(std::string_view key, std::string& value) override {
+    // Default ReadOptions fill the block cache: keyed state reads the same
+    // hot keys again and again.
     const leveldb::Status s =
         db_->Get(leveldb::ReadOptions{}, to_slice(key), &value);
     if (s.ok()) return true;
@@ -109,15 +111,17 @@ class leveldb_store final : public kv_store {
     int batched = 0;
     std::uint64_t erased = 0;
     const auto flush = [&] {
+      const status s =
+          check("erase_range in", db_->Write(write_options_, &batch));
+      batch.Clear();
       batched = 0;
-      return check("erase_range in", db_->Write(write_options_, &batch));
+      return s;
     };
     for (; it->Valid() && in_range(it->key(), end); it->Next()) {
       batch.Delete(it->key());  // Copies the key.
       ++erased;
       if (++batched < erase_batch_keys) continue;
       if (status s = flush(); !s.ok()) return s;
-      batch.Clear();
     }
     if (status s = check("erase_range in", it->status()); !s.ok()) return s;
     if (batched > 0) {

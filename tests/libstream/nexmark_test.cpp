@@ -312,7 +312,8 @@ double hottest_auction_share(const generator_config& config) {
   for (const auto& [auction, count] : bids_per_auction) {
     top = std::max(top, count);
   }
-  return top / (static_cast<double>(bids) / bids_per_auction.size());
+  const auto auctions = static_cast<double>(bids_per_auction.size());
+  return top / (bids / auctions);
 }
 
 TEST(nexmark, hot_auctions_draw_a_large_share_of_bids) {

@@ -136,6 +136,12 @@ class data_stream : public operator_settings {
                                             runtime::stage_object* next) {
       return make<detail::watermark_stage<T>>(ctx, next, strategy);
     });
+    // As in Flink, the assigner runs with the parallelism of its input, so
+    // it chains to it and sees each source split alone.
+    const auto& in = this->graph_->at(this->node_);
+    auto& node = this->graph_->at(result.node_);
+    node.parallelism = in.parallelism;
+    node.max_parallelism = in.max_parallelism;
     result.timestamps_ = strategy.timestamps();
     return result;
   }
@@ -198,7 +204,7 @@ class data_stream : public operator_settings {
   template <class F>
   auto key_by(F fn) const {
     using K = std::decay_t<std::invoke_result_t<F&, const T&>>;
-    return keyed_stream<T, K, F>{this->graph_, this->node_, std::move(fn)};
+    return keyed_stream<T, K, F>{*this, std::move(fn)};
   }
 
   /// Merges this stream with others of the same type.
@@ -311,8 +317,8 @@ class data_stream : public operator_settings {
 template <class T, class K, class KeyFn>
 class keyed_stream {
  public:
-  keyed_stream(job_graph* graph, std::uint32_t node, KeyFn key_fn)
-      : input_(graph, node), key_fn_(std::move(key_fn)) {}
+  keyed_stream(data_stream<T> input, KeyFn key_fn)
+      : input_(std::move(input)), key_fn_(std::move(key_fn)) {}
 
   /// Rolling reduce: emits `fn(accumulated, record)` for every record; the
   /// first record of a key is its own accumulator.

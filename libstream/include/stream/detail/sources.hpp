@@ -82,8 +82,9 @@ class generator_source final : public source_base<T> {
         auto at =
             start_ +
             std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                // due_records() counts the first record as due at once.
                 std::chrono::duration<double>(
-                    (static_cast<double>(produced_) + chunk) / rate_));
+                    (static_cast<double>(produced_) + chunk - 1) / rate_));
         return {runtime::pull_result::state::throttled, at};
       }
       n = std::min<std::uint64_t>(n, due - produced_);
