@@ -282,7 +282,14 @@ int run(int argc, char** argv, const build_function& build,
     environment env{args.options};
     for (auto& [k, v] : args.app_values) env.set_arg(k, v);
     if (args.no_chaining) env.disable_chaining();
-    build(env);
+    try {
+      build(env);
+    } catch (const std::invalid_argument& e) {
+      // The topology refused an option value or a setting: a usage error.
+      std::fprintf(stderr, "%s: error: %s\nTry '%s --help' for the options.\n",
+                   prog, e.what(), prog);
+      return 2;
+    }
     install_signal_handlers();
     execution_hooks hooks;
     hooks.stop = &stop_requested;

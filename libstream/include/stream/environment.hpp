@@ -13,6 +13,8 @@
 namespace stream {
 
 /// Options of a generator source.
+using detail::bad_records;
+
 struct generator_options {
   /// Records to produce over all subtasks; the maximum means unbounded.
   std::uint64_t count = UINT64_MAX;
@@ -52,6 +54,27 @@ class environment {
 
   /// A source emitting each line of a text file (parallelism 1).
   data_stream<std::string> read_text_file(std::string path);
+
+  /// A source emitting `parse(std::string_view line) -> result<T>` for each
+  /// line of a text file (parallelism 1). Lines that do not parse are
+  /// counted in `stream_bad_records_total` and reported with their line
+  /// number, then skipped, or fail the job (`bad_records::fail`).
+  template <class T, class Parse>
+  data_stream<T> read_text_file(std::string path, Parse parse,
+                                bad_records policy = bad_records::skip) {
+    job_graph::node n;
+    n.name = "text_file";
+    n.kind = job_graph::node_kind::source;
+    n.max_parallelism = 1;
+    n.out_type = type_ops_for<T>();
+    n.make_stage = [path, parse, policy](const runtime::stage_context& ctx,
+                                         runtime::stage_object* next) {
+      return std::unique_ptr<runtime::stage_object>{
+          new detail::parsed_file_source<T, Parse>(ctx, next, path, parse,
+                                                   policy)};
+    };
+    return data_stream<T>{graph_.get(), graph_->add_node(std::move(n))};
+  }
 
   /// A source emitting the elements of `items` in order (parallelism 1).
   template <class T>

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdio>
 #include <cassert>
 #include <chrono>
 #include <cstdint>
@@ -14,6 +15,7 @@
 
 #include "stream/detail/operators.hpp"
 #include "stream/detail/text_io.hpp"
+#include "stream/metrics.hpp"
 #include "stream/runtime/stage.hpp"
 
 namespace stream::detail {
@@ -177,6 +179,90 @@ class text_file_source final : public source_base<std::string> {
  private:
   std::string path_;
   std::unique_ptr<line_reader> reader_;
+};
+
+/// What a parsing file source does with a line that does not parse.
+enum class bad_records : std::uint8_t {
+  skip,  ///< Count it, report it with its line number, go on.
+  fail,  ///< Fail the job at the first one.
+};
+
+/// Emits `parse(line)` for each line of a text file (parallelism 1). A line
+/// that does not parse is counted in `stream_bad_records_total`, reported
+/// on stderr as "<path>:<line>: <reason>" (the first 1000; then counted
+/// only), and skipped, or fails the job (`bad_records::fail`).
+template <class T, class Parse>
+class parsed_file_source final : public source_base<T> {
+ public:
+  parsed_file_source(const runtime::stage_context& ctx,
+                     runtime::stage_object* next, std::string path,
+                     Parse parse, bad_records policy)
+      : source_base<T>(ctx, next),
+        path_(std::move(path)),
+        parse_(std::move(parse)),
+        policy_(policy),
+        bad_(&ctx.metrics->get_counter(
+            "stream_bad_records_total",
+            "Input records that could not be parsed and were skipped.",
+            {{"job", ctx.job_name},
+             {"operator", ctx.operator_name},
+             {"subtask", std::to_string(ctx.subtask)}})) {}
+
+  status open() override {
+    auto reader = line_reader::open(path_);
+    if (!reader) return reader.error();
+    reader_ = std::move(*reader);
+    return {};
+  }
+
+  runtime::pull_result pull(std::size_t max_records) override {
+    if (this->stop_) return this->end();
+    auto& out = this->out_;
+    out.clear();
+    bool done = false;
+    while (out.size() < max_records) {
+      if (!reader_->next(line_)) {
+        done = true;
+        break;
+      }
+      ++line_number_;
+      auto parsed = std::invoke(parse_, std::string_view{line_});
+      if (parsed.ok()) {
+        out.push_back(std::move(*parsed));
+        continue;
+      }
+      auto where = path_ + ":" + std::to_string(line_number_) + ": " +
+                   parsed.error().message();
+      if (policy_ == bad_records::fail)
+        throw std::runtime_error("bad record at " + where);
+      bad_->add(1);
+      if (++reported_ <= 1000) {
+        std::fprintf(stderr, "stream: skipped bad record at %s\n",
+                     where.c_str());
+        if (reported_ == 1000)
+          std::fprintf(stderr,
+                       "stream: %s: further bad records are only counted\n",
+                       path_.c_str());
+      }
+    }
+    if (!reader_->error().ok())
+      throw std::runtime_error(reader_->error().message());
+    this->forward(out);
+    return done ? this->end() : runtime::pull_result{};
+  }
+
+  /// Byte offset of the next line.
+  std::uint64_t position() const noexcept { return reader_->offset(); }
+
+ private:
+  std::string path_;
+  Parse parse_;
+  bad_records policy_;
+  counter* bad_;
+  std::unique_ptr<line_reader> reader_;
+  std::string line_;
+  std::uint64_t line_number_ = 0;
+  std::uint64_t reported_ = 0;
 };
 
 /// Emits the elements of an in-memory collection (parallelism 1).
