@@ -156,6 +156,19 @@ TEST(codec, round_trips_pairs_and_tuples) {
       "", std::nullopt, true));
 }
 
+TEST(codec, round_trips_variants_and_rejects_a_bad_index) {
+  using v = std::variant<std::int64_t, std::string, std::pair<int, double>>;
+  expect_round_trip(v{std::int64_t{-5}});
+  expect_round_trip(v{std::string("side b")});
+  expect_round_trip(v{std::pair<int, double>(3, 0.5)});
+  expect_round_trip(std::vector<v>{v{std::int64_t{1}}, v{std::string("x")}});
+  EXPECT_EQ(stream::codec<v>::signature(), "var<i64,str,(i32,f64)>");
+  // Alternative index 3 of 3: rejected, not read out of bounds.
+  auto bytes = batch_of(std::vector<v>{v{std::int64_t{9}}});
+  bytes[stream::batch_header_size] = 3;
+  expect_rejected<v>(bytes, "variant index");
+}
+
 TEST(codec, round_trips_vectors) {
   expect_round_trip(std::vector<std::uint64_t>());
   expect_round_trip(std::vector<std::uint64_t>{1, 2, 3});

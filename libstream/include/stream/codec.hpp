@@ -33,6 +33,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "stream/status.hpp"
@@ -370,6 +371,50 @@ struct codec<std::optional<T>> {
     if (flag > 1) return in.invalid_flag("optional flag", flag);
     value.reset();
     return flag == 0 ? status() : codec<T>::decode(in, value.emplace());
+  }
+};
+
+/// std::variant<Ts...>: u8 alternative index, then that alternative;
+/// signature "var<a,b,...>". At most 255 alternatives.
+template <class... Ts>
+struct codec<std::variant<Ts...>> {
+  static_assert(sizeof...(Ts) > 0 && sizeof...(Ts) < 256);
+  static constexpr std::size_t min_encoded_size = 1;
+  static constexpr bool is_bulk_copyable = false;
+  static std::string signature() {
+    std::string out = "var<";
+    ((out += codec<Ts>::signature() + ","), ...);
+    out.back() = '>';
+    return out;
+  }
+  static void encode(const std::variant<Ts...>& value, byte_buffer& out) {
+    out.push_back(static_cast<std::uint8_t>(value.index()));
+    std::visit(
+        [&](const auto& alt) {
+          codec<std::decay_t<decltype(alt)>>::encode(alt, out);
+        },
+        value);
+  }
+  static status decode(detail::reader& in, std::variant<Ts...>& value) {
+    std::uint8_t index = 0;
+    if (auto s = in.read(&index, 1, "variant index"); !s.ok()) return s;
+    if (index >= sizeof...(Ts)) return in.invalid_flag("variant index", index);
+    return decode_at(in, value, index, std::index_sequence_for<Ts...>{});
+  }
+
+ private:
+  template <std::size_t... I>
+  static status decode_at(detail::reader& in, std::variant<Ts...>& value,
+                          std::size_t index, std::index_sequence<I...>) {
+    status result;
+    ((I == index ? (result = codec<std::variant_alternative_t<
+                        I, std::variant<Ts...>>>::decode(in,
+                                                         value.template emplace<
+                                                             I>()),
+                    true)
+                 : false) ||
+     ...);
+    return result;
   }
 };
 
