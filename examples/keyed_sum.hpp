@@ -7,7 +7,9 @@
 #include <ostream>
 
 #include "stream/codec.hpp"
+#include "stream/data_stream.hpp"
 #include "stream/environment.hpp"
+#include "stream/windows.hpp"
 
 namespace keyed_sum {
 
@@ -73,6 +75,46 @@ inline stream::data_stream<auction_total> build(
                    return auction_total{auction, acc.sum, acc.count};
                  })
       .name("sum_per_auction");
+}
+
+/// One auction's total in one window.
+struct window_total {
+  std::uint64_t auction;
+  std::int64_t window_end;
+  std::int64_t sum;
+  std::uint64_t count;
+};
+STREAM_FIELDS(window_total, auction, window_end, sum, count);
+
+/// Event time of record `i` in W0: a million records per second of event
+/// time, so each 1-second window holds a million records (100 per auction).
+inline std::int64_t w0_time(const bid& b) { return b.ts / 1000; }
+
+/// W0: keyed_sum with a 1-second tumbling event-time window instead of the
+/// running total: generator -> map(to_euro) -> timestamps (monotonous) ->
+/// key_by(auction) -> window(1 s).aggregate(sum, count).
+inline stream::data_stream<window_total> build_windowed(
+    stream::environment& env, std::uint64_t keys,
+    stream::generator_options generator) {
+  return env
+      .from_generator([keys](std::uint64_t i) { return make_bid(i, keys); },
+                      generator)
+      .name("bids")
+      .map(to_euro)
+      .name("to_euro")
+      .assign_timestamps_and_watermarks(
+          stream::watermark_strategy<bid>::for_monotonous_timestamps()
+              .with_timestamp_assigner(w0_time))
+      .name("timestamps")
+      .key_by([](const bid& b) { return b.auction; })
+      .window(stream::tumbling_event_time_windows(std::chrono::seconds{1}))
+      .aggregate(
+          auction_total{0, 0, 0}, add_bid,
+          [](const std::uint64_t& auction, const stream::time_window& w,
+             const auction_total& acc) {
+            return window_total{auction, w.end, acc.sum, acc.count};
+          })
+      .name("window_sum");
 }
 
 }  // namespace keyed_sum

@@ -9,11 +9,9 @@ namespace nexmark_queries {
 
 namespace nx = stream::nexmark;
 
-std::vector<stream::app_option> options(
-    std::vector<stream::app_option> extra) {
+std::vector<stream::app_option> options(std::vector<stream::app_option> extra) {
   std::vector<stream::app_option> all = {
-      {"input", "Nexmark JSON-lines file to read (default: the generator)",
-       ""},
+      {"input", "Nexmark JSON-lines file to read (default: the generator)", ""},
       {"events", "events to generate, 0 = unbounded", "1000000",
        stream::option_kind::unsigned_integer},
       {"seed", "generator seed (0: the standard stream)", "0",
@@ -61,8 +59,7 @@ stream::data_stream<nx::event> raw_events(stream::environment& env,
   gen.count = count == 0 ? UINT64_MAX : count;
   return env
       .from_generator(
-          [config](std::uint64_t i) { return nx::make_event(config, i); },
-          gen)
+          [config](std::uint64_t i) { return nx::make_event(config, i); }, gen)
       .name("nexmark_generator");
 }
 

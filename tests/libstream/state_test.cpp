@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <map>
+#include <unordered_map>
 #include <random>
 #include <string>
 #include <vector>
@@ -286,6 +287,51 @@ TEST(state_backend, an_unusable_state_dir_is_a_clear_error) {
   ASSERT_FALSE(b.ok());
   EXPECT_NE(b.error().message().find("/proc/no-such-dir"), std::string::npos)
       << b.error().message();
+}
+
+}  // namespace
+}  // namespace stream
+
+namespace stream {
+namespace {
+
+TEST(flat_map, matches_an_unordered_map_under_random_inserts_and_erases) {
+  detail::flat_map<std::uint64_t, std::uint64_t,
+                   state::key_hash<std::uint64_t>>
+      map;
+  std::unordered_map<std::uint64_t, std::uint64_t> model;
+  std::mt19937_64 rng{11};
+  for (int step = 0; step < 200000; ++step) {
+    // Few distinct keys: long probe clusters, many deletions inside them.
+    auto key = rng() % 3000;
+    switch (rng() % 3) {
+      case 0: {
+        bool created = false;
+        map.try_emplace(key, created) = static_cast<std::uint64_t>(step);
+        ASSERT_EQ(created, model.count(key) == 0);
+        model[key] = static_cast<std::uint64_t>(step);
+        break;
+      }
+      case 1:
+        map.erase(key);
+        model.erase(key);
+        break;
+      case 2: {
+        auto* v = map.find(key);
+        auto it = model.find(key);
+        ASSERT_EQ(v != nullptr, it != model.end()) << "step " << step;
+        if (v != nullptr) ASSERT_EQ(*v, it->second);
+        break;
+      }
+    }
+    ASSERT_EQ(map.size(), model.size());
+  }
+  std::size_t seen = 0;
+  map.for_each([&](const std::uint64_t& k, const std::uint64_t& v) {
+    ++seen;
+    EXPECT_EQ(model.at(k), v);
+  });
+  EXPECT_EQ(seen, model.size());
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -95,6 +96,56 @@ struct process_window_fn {
   }
 };
 
+/// Window timers: (time, window) -> the keys whose window fires or is
+/// cleaned up then. Registered once per key and window by the operators
+/// (no deduplication needed), and grouped by window, so a tumbling window's
+/// timers cost one small entry per key.
+template <class K>
+class window_timers {
+ public:
+  struct timer {
+    std::int64_t time = 0;
+    time_window window;
+    key_group kg = 0;
+    K key{};
+  };
+
+  void add(std::int64_t time, const time_window& w, key_group kg,
+           const K& key) {
+    queue_[{time, w}].emplace_back(kg, key);
+  }
+
+  std::int64_t next_time() const {
+    return queue_.empty() ? runtime::max_watermark : queue_.begin()->first.first;
+  }
+
+  /// Takes the earliest timer with time <= `up_to`; false when none.
+  bool pop(std::int64_t up_to, timer& out) {
+    while (!queue_.empty()) {
+      auto it = queue_.begin();
+      if (it->first.first > up_to) return false;
+      auto& keys = it->second;
+      if (next_ < keys.size()) {
+        auto& [kg, key] = keys[next_++];
+        out.time = it->first.first;
+        out.window = it->first.second;
+        out.kg = kg;
+        out.key = std::move(key);
+        return true;
+      }
+      queue_.erase(it);
+      next_ = 0;
+    }
+    return false;
+  }
+
+ private:
+  std::map<std::pair<std::int64_t, time_window>,
+           std::vector<std::pair<key_group, K>>>
+      queue_;
+  std::size_t next_ = 0;  ///< Consumed prefix of the earliest entry.
+};
+
 /// What every window operator shares: key, time, backend, timers, the late
 /// side output and its counter.
 template <class In, class Out, class K, class KeyFn>
@@ -170,11 +221,11 @@ class window_stage_base : public emitting_stage<In, Out> {
   /// within the lateness) cleanup.
   void register_window(key_group kg, const K& key, const time_window& w) {
     if (!event_time()) {
-      processing_timers_.add(w.max_timestamp(), kg, key, w);
+      processing_timers_.add(w.max_timestamp(), w, kg, key);
     } else if (w.max_timestamp() > watermark_) {
-      event_timers_.add(w.max_timestamp(), kg, key, w);
+      event_timers_.add(w.max_timestamp(), w, kg, key);
     } else {
-      event_timers_.add(w.max_timestamp() + lateness_, kg, key, w);
+      event_timers_.add(w.max_timestamp() + lateness_, w, kg, key);
     }
   }
 
@@ -202,19 +253,19 @@ class window_stage_base : public emitting_stage<In, Out> {
                                const time_window& w, bool cleanup,
                                emitter<Out>& out) = 0;
 
-  using timers = timer_queue<K, time_window>;
+  using timers = window_timers<K>;
 
   void fire(timers& queue, std::int64_t up_to) {
     if (queue.next_time() > up_to) return;
     this->emit_with([&](emitter<Out>& out) {
       typename timers::timer t;
       while (queue.pop(up_to, t)) {
-        bool cleanup = t.time != t.ns.max_timestamp();
-        on_window_timer(t.kg, t.key, t.ns, cleanup, out);
+        bool cleanup = t.time != t.window.max_timestamp();
+        on_window_timer(t.kg, t.key, t.window, cleanup, out);
         // Past its max timestamp with lateness left: clean up later.
         if (!cleanup && lateness_ > 0 && &queue == &event_timers_)
-          event_timers_.add(t.ns.max_timestamp() + lateness_, t.kg, t.key,
-                            t.ns);
+          event_timers_.add(t.window.max_timestamp() + lateness_, t.window,
+                            t.kg, t.key);
       }
     });
     sides_.spill();
@@ -350,11 +401,14 @@ class session_window_stage final
       // Merge every session that touches the new one into it.
       acc_type acc{};
       bool has_acc = false;
+      std::vector<time_window>& merged_away = merged_away_;
+      merged_away.clear();
       for (auto it = list.begin(); it != list.end();) {
         if (!it->first.intersects(w)) {
           ++it;
           continue;
         }
+        merged_away.push_back(it->first);
         w = {std::min(w.start, it->first.start),
              std::max(w.end, it->first.end)};
         if (has_acc) {
@@ -371,7 +425,11 @@ class session_window_stage final
           [](const auto& s, const time_window& x) { return s.first < x; });
       const auto& merged = list.emplace(pos, w, std::move(acc))->second;
       if (this->window_fired(w)) fn_.emit(key, w, merged, out);
-      this->register_window(kg, key, w);
+      // A session that did not grow keeps its timer; a new window needs one
+      // (timers of merged-away windows find nothing when they fire).
+      if (std::find(merged_away.begin(), merged_away.end(), w) ==
+          merged_away.end())
+        this->register_window(kg, key, w);
     });
     this->sides_.spill();
     if (!this->event_time()) this->fire_processing(now);
@@ -398,6 +456,7 @@ class session_window_stage final
 
   W fn_;
   std::unique_ptr<state::table<K, state::void_namespace, sessions>> sessions_;
+  std::vector<time_window> merged_away_;
 };
 
 }  // namespace stream::detail

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "stream/codec.hpp"
+#include "stream/detail/flat_map.hpp"
 #include "stream/event_time.hpp"
 #include "stream/key_groups.hpp"
 #include "stream/options.hpp"
@@ -108,37 +109,62 @@ struct entry_hash {
   }
 };
 
-/// In-memory backend: one hash map per key group.
+/// Hash of a user key inside one key group's map: std::hash where it
+/// exists (cheap for integers; flat_map spreads it), else the key-group hash.
+template <class K>
+struct key_hash {
+  std::size_t operator()(const K& key) const {
+    if constexpr (requires { std::hash<K>{}(key); })
+      return std::hash<K>{}(key);
+    else
+      return hash_key(key);
+  }
+};
+
+/// In-memory backend. Per key group, the namespaces in use (windows are few
+/// at a time), each with an open-addressing map of keys: entries carry no
+/// namespace, and a lookup is one short scan plus one probe.
 template <class K, class N, class V>
 class memory_table final : public table<K, N, V> {
  public:
-  using map_type = std::unordered_map<entry_key<K, N>, V, entry_hash<K, N>>;
+  using map_type = detail::flat_map<K, V, key_hash<K>>;
 
   explicit memory_table(std::uint32_t max_parallelism)
       : groups_(max_parallelism) {}
 
   const V* find(key_group kg, const K& key, const N& ns) override {
-    auto* g = groups_[kg].get();
-    if (g == nullptr) return nullptr;
-    auto it = g->find(entry_key<K, N>{key, ns});
-    return it == g->end() ? nullptr : &it->second;
+    auto* m = map_of(kg, ns);
+    return m == nullptr ? nullptr : m->find(key);
   }
 
   V& upsert(key_group kg, const K& key, const N& ns, bool& created) override {
-    auto [it, fresh] = group(kg).try_emplace(entry_key<K, N>{key, ns});
-    created = fresh;
-    return it->second;
+    auto* m = map_of(kg, ns);
+    if (m == nullptr) {
+      auto& g = groups_[kg];
+      if (!g) g = std::make_unique<std::vector<ns_map>>();
+      g->push_back({ns, {}});
+      m = &g->back().map;
+    }
+    return m->try_emplace(key, created);
   }
 
   void erase(key_group kg, const K& key, const N& ns) override {
-    if (auto* g = groups_[kg].get()) g->erase(entry_key<K, N>{key, ns});
+    auto* g = groups_[kg].get();
+    if (g == nullptr) return;
+    for (auto it = g->begin(); it != g->end(); ++it) {
+      if (!(it->ns == ns)) continue;
+      it->map.erase(key);
+      if (it->map.empty()) g->erase(it);
+      return;
+    }
   }
 
   void for_each(key_group_range range,
                 const typename table<K, N, V>::visitor& fn) override {
     for (auto kg = range.start; kg < range.end && kg < groups_.size(); ++kg) {
       if (auto* g = groups_[kg].get()) {
-        for (const auto& [k, v] : *g) fn(kg, k.key, k.ns, v);
+        for (const auto& m : *g)
+          m.map.for_each([&](const K& k, const V& v) { fn(kg, k, m.ns, v); });
       }
     }
   }
@@ -149,13 +175,21 @@ class memory_table final : public table<K, N, V> {
   }
 
  private:
-  map_type& group(key_group kg) {
-    auto& g = groups_[kg];
-    if (!g) g = std::make_unique<map_type>();
-    return *g;
+  struct ns_map {
+    N ns;
+    map_type map;
+  };
+
+  map_type* map_of(key_group kg, const N& ns) {
+    auto* g = groups_[kg].get();
+    if (g == nullptr) return nullptr;
+    for (auto& m : *g) {
+      if (m.ns == ns) return &m.map;
+    }
+    return nullptr;
   }
 
-  std::vector<std::unique_ptr<map_type>> groups_;
+  std::vector<std::unique_ptr<std::vector<ns_map>>> groups_;
 };
 
 /// Bytes of the LevelDB key prefix: key group and state id, big-endian.
@@ -202,7 +236,11 @@ class leveldb_table final : public table<K, N, V> {
 
   void erase(key_group kg, const K& key, const N& ns) override {
     auto& s = slot(kg, key, ns);
-    if (!s.present) return;
+    if (!s.stored) {
+      // Never written to the database: forgetting it is enough.
+      cache_.erase(entry_key<K, N>{key, ns});
+      return;
+    }
     s.present = false;
     s.value = V{};
     s.dirty = true;
@@ -243,8 +281,12 @@ class leveldb_table final : public table<K, N, V> {
 
   void flush() override {
     std::vector<kv_write> writes;
-    for (auto& [k, s] : cache_) {
-      if (!s.dirty) continue;
+    for (auto it = cache_.begin(); it != cache_.end();) {
+      auto& s = it->second;
+      if (!s.dirty) {
+        ++it;
+        continue;
+      }
       kv_write w;
       w.key = s.encoded_key;
       if (s.present) {
@@ -255,6 +297,9 @@ class leveldb_table final : public table<K, N, V> {
       }
       writes.push_back(std::move(w));
       s.dirty = false;
+      s.stored = s.present;
+      // A deleted entry need not stay cached.
+      it = s.present ? std::next(it) : cache_.erase(it);
     }
     if (!writes.empty()) check(store_->write(writes));
   }
@@ -264,6 +309,7 @@ class leveldb_table final : public table<K, N, V> {
     V value{};
     bool present = false;
     bool dirty = false;
+    bool stored = false;  ///< The database may hold the key.
     std::string encoded_key;
   };
 
@@ -284,6 +330,7 @@ class leveldb_table final : public table<K, N, V> {
     if (*found) {
       decode(bytes, s.value);
       s.present = true;
+      s.stored = true;
     }
     return cache_.emplace(std::move(ek), std::move(s)).first->second;
   }
