@@ -320,7 +320,9 @@ TEST(flat_map, matches_an_unordered_map_under_random_inserts_and_erases) {
         auto* v = map.find(key);
         auto it = model.find(key);
         ASSERT_EQ(v != nullptr, it != model.end()) << "step " << step;
-        if (v != nullptr) ASSERT_EQ(*v, it->second);
+        if (v != nullptr) {
+          ASSERT_EQ(*v, it->second);
+        }
         break;
       }
     }
