@@ -75,6 +75,9 @@ status task::build(const job_graph& graph, const execution_plan& plan,
                    metrics_registry& registry) {
   const auto& c = plan.chains().at(chain);
   const auto& head_name = plan.name_of(c.nodes.front());
+  registry_ = &registry;
+  head_name_ = head_name;
+  subtask_ = subtask;
   metric_labels task_labels{{"job", options_.job_name},
                             {"operator", head_name},
                             {"subtask", std::to_string(subtask)}};
@@ -273,7 +276,32 @@ pull_result task::pull() {
 
 void task::on_flush_timer() {
   if (eoi_sent_) return;
+  update_watermark_gauges();
   flush_chain();
+}
+
+void task::update_watermark_gauges() {
+  if (watermark_ == min_watermark || watermark_ == max_watermark) return;
+  if (watermark_gauge_ == nullptr) {
+    // Only tasks that see event time expose these.
+    metric_labels labels{{"job", options_.job_name},
+                         {"operator", head_name_},
+                         {"subtask", std::to_string(subtask_)}};
+    watermark_gauge_ = &registry_->get_gauge(
+        "stream_input_watermark_seconds",
+        "Event time the subtask's input watermark has reached.", labels,
+        1e-3);
+    watermark_lag_ = &registry_->get_gauge(
+        "stream_watermark_lag_seconds",
+        "Processing time minus the input watermark: how far event time "
+        "trails the clock.",
+        labels, 1e-3);
+  }
+  watermark_gauge_->set(watermark_);
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  watermark_lag_->set(now - watermark_);
 }
 
 void task::request_stop() {
@@ -432,6 +460,7 @@ void task::update_watermark() {
   idle_ = false;
   if (low <= watermark_) return;
   watermark_ = low;
+  update_watermark_gauges();
   head_->on_control({event_kind::watermark, low});
 }
 

@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <fstream>
 #include <map>
 #include <string>
 #include <thread>
@@ -209,6 +212,68 @@ TEST(runtime, stops_an_unbounded_job_gracefully_on_request) {
   ASSERT_GE(records.size(), 100U);
   for (std::size_t i = 0; i < records.size(); ++i)
     ASSERT_EQ(records[i], i * 1000) << "lost or reordered at " << i;
+}
+
+}  // namespace
+}  // namespace stream
+
+namespace stream {
+namespace {
+
+// A parsing file source: numbers, one per line; anything else is bad.
+result<std::int64_t> parse_number(std::string_view line) {
+  std::int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(line.data(), line.data() + line.size(), v);
+  if (ec != std::errc{} || ptr != line.data() + line.size())
+    return status{errc::malformed_data, "not a number: '" + std::string{line} + "'"};
+  return v;
+}
+
+TEST(parsed_file_source, counts_and_skips_bad_lines_and_loses_nothing_else) {
+  auto path = ::testing::TempDir() + "/numbers-" + std::to_string(::getpid());
+  std::int64_t good_sum = 0;
+  std::size_t good = 0, bad = 0;
+  {
+    std::ofstream out{path};
+    for (int i = 0; i < 5000; ++i) {
+      if (i % 97 == 3) {
+        out << (i % 2 == 0 ? "x" + std::to_string(i) : "") << "\n";
+        ++bad;
+      } else {
+        out << i << "\n";
+        good_sum += i;
+        ++good;
+      }
+    }
+  }
+  environment env{test_options(1)};
+  auto got = env.read_text_file<std::int64_t>(path, parse_number).collect();
+  auto registry = std::make_shared<metrics_registry>();
+  execution_hooks hooks;
+  hooks.registry = registry;
+  auto report = execute(env, hooks);
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  auto records = got->records();
+  EXPECT_EQ(records.size(), good);
+  std::int64_t sum = 0;
+  for (auto v : records) sum += v;
+  EXPECT_EQ(sum, good_sum);
+  double counted = 0;
+  for (const auto& f : registry->snapshot()) {
+    if (f.name != "stream_bad_records_total") continue;
+    for (const auto& s : f.samples) counted += s.value;
+  }
+  EXPECT_EQ(counted, static_cast<double>(bad));
+
+  // With the fail policy the job fails at the first bad line (line 4).
+  environment strict{test_options(1)};
+  strict.read_text_file<std::int64_t>(path, parse_number, bad_records::fail)
+      .discard();
+  auto failed = execute(strict);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.error().message().find(path + ":4:"), std::string::npos)
+      << failed.error().message();
+  std::remove(path.c_str());
 }
 
 }  // namespace

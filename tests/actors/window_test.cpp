@@ -319,6 +319,16 @@ TEST_P(window_test, tumbling_aggregate_with_lateness_and_late_side_output) {
     for (const auto& s : f.samples) late_count += s.value;
   }
   EXPECT_EQ(late_count, static_cast<double>(ref.late.size()));
+  // The window operator's input watermark reached the end of input's last
+  // real watermark (max timestamp - delay - 1), in seconds.
+  double watermark = 0;
+  for (const auto& f : registry->snapshot()) {
+    if (f.name != "stream_input_watermark_seconds") continue;
+    for (const auto& s : f.samples) watermark = std::max(watermark, s.value);
+  }
+  std::int64_t max_ts = 0;
+  for (const auto& e : input) max_ts = std::max(max_ts, e.ts);
+  EXPECT_DOUBLE_EQ(watermark, static_cast<double>(max_ts - delay - 1) / 1000);
 }
 
 TEST_P(window_test, sliding_reduce_and_process_window_function) {

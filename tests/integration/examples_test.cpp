@@ -230,7 +230,9 @@ TEST(command_line, config_file_and_environment_set_options) {
   std::remove(config.c_str());
 }
 
-/// Metric names of the reference table in README.md.
+/// Metric names of the first reference table in README.md: the metrics
+/// every job has. (The next table, event time and state, is checked by the
+/// tests of those features.)
 std::vector<std::string> reference_metrics() {
   std::ifstream in{std::string{STREAM_SOURCE_DIR} + "/README.md"};
   std::vector<std::string> names;
@@ -238,7 +240,10 @@ std::vector<std::string> reference_metrics() {
   std::regex row{R"(^\| `(stream_[a-z_]+)` \|)"};
   while (std::getline(in, line)) {
     std::smatch m;
-    if (std::regex_search(line, m, row)) names.push_back(m[1]);
+    if (std::regex_search(line, m, row))
+      names.push_back(m[1]);
+    else if (!names.empty())
+      break;  // the end of the first table
   }
   return names;
 }

@@ -70,9 +70,26 @@ std::vector<T> sorted(std::vector<T> v) {
   return v;
 }
 
+/// `fn(row)` for every row: the columns a test compares.
+template <class F>
+auto columns(const std::vector<json>& rows, F fn) {
+  std::vector<std::decay_t<decltype(fn(rows.front()))>> out;
+  out.reserve(rows.size());
+  for (const auto& r : rows) out.push_back(fn(r));
+  return out;
+}
+
 /// Start of the window of length `size_ms` holding `ts` (epoch aligned).
 std::int64_t window_start(std::int64_t ts, std::int64_t size_ms) {
   return ts - ((ts % size_ms) + size_ms) % size_ms;
+}
+
+std::int64_t int_at(const json& row, const char* key) {
+  return row.at(key).get<std::int64_t>();
+}
+
+std::string string_at(const json& row, const char* key) {
+  return row.at(key).get<std::string>();
 }
 
 using bid_tuple = std::tuple<std::int64_t, std::int64_t, std::int64_t,
@@ -80,10 +97,8 @@ using bid_tuple = std::tuple<std::int64_t, std::int64_t, std::int64_t,
 
 /// auction, bidder, price, dateTime, extra.
 bid_tuple bid_columns(const json& r) {
-  return {r.at("auction").get<std::int64_t>(),
-          r.at("bidder").get<std::int64_t>(), r.at("price").get<std::int64_t>(),
-          r.at("dateTime").get<std::int64_t>(),
-          r.at("extra").get<std::string>()};
+  return {int_at(r, "auction"), int_at(r, "bidder"), int_at(r, "price"),
+          int_at(r, "dateTime"), string_at(r, "extra")};
 }
 
 /// Runs example `binary` with `args`, an --output file and no metrics
@@ -110,26 +125,26 @@ class nexmark_queries : public ::testing::Test {
     nx::generator_config config;
     config.seed = 7;
     config.events_per_second = 1000;
-    events_ = new std::vector<nx::event>;
-    events_->reserve(200'000);
-    input_ = new std::string{temp_path("events.jsonl")};
-    std::ofstream out{*input_};
+    event_data = new std::vector<nx::event>;
+    event_data->reserve(200'000);
+    input_file = new std::string{temp_path("events.jsonl")};
+    std::ofstream out{*input_file};
     std::string line;
     for (std::uint64_t i = 0; i < 200'000; ++i) {
-      events_->push_back(nx::make_event(config, i));
-      line = nx::to_json(events_->back());
+      event_data->push_back(nx::make_event(config, i));
+      line = nx::to_json(event_data->back());
       line.push_back('\n');
       out << line;
     }
   }
 
   static void TearDownTestSuite() {
-    std::remove(input_->c_str());
-    delete input_;
-    delete events_;
+    std::remove(input_file->c_str());
+    delete input_file;
+    delete event_data;
   }
 
-  static const std::vector<nx::event>& events() { return *events_; }
+  static const std::vector<nx::event>& events() { return *event_data; }
 
   template <class F>
   static void for_each_bid(F fn) {
@@ -140,7 +155,8 @@ class nexmark_queries : public ::testing::Test {
   /// Runs `query` over the events file at parallelism 2.
   static std::vector<json> run_query(
       const std::string& query, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> args = {"--input", *input_, "--parallelism", "2"};
+    std::vector<std::string> args = {"--input", *input_file, "--parallelism",
+                                     "2"};
     args.insert(args.end(), extra.begin(), extra.end());
     return run_for_output(query, args);
   }
@@ -168,20 +184,19 @@ class nexmark_queries : public ::testing::Test {
   void check_q4(const std::vector<json>& rows);
   void check_q5(const std::vector<json>& rows);
 
-  static std::vector<nx::event>* events_;
-  static std::string* input_;
+  static std::vector<nx::event>* event_data;
+  static std::string* input_file;
 };
 
-std::vector<nx::event>* nexmark_queries::events_ = nullptr;
-std::string* nexmark_queries::input_ = nullptr;
+std::vector<nx::event>* nexmark_queries::event_data = nullptr;
+std::string* nexmark_queries::input_file = nullptr;
 
 TEST_F(nexmark_queries, q0_passes_every_bid_through) {
   std::vector<bid_tuple> expected;
   for_each_bid([&](const nx::bid& b) {
     expected.emplace_back(b.auction, b.bidder, b.price, b.date_time, b.extra);
   });
-  std::vector<bid_tuple> got;
-  for (const auto& r : run_query("nexmark_q0")) got.push_back(bid_columns(r));
+  auto got = columns(run_query("nexmark_q0"), bid_columns);
   EXPECT_GT(got.size(), 100'000U);
   EXPECT_EQ(sorted(got), sorted(expected));
 }
@@ -195,13 +210,11 @@ TEST_F(nexmark_queries, q1_converts_every_price_to_euros) {
                           0.908 * static_cast<double>(b.price), b.date_time,
                           b.extra);
   });
-  std::vector<row> got;
-  for (const auto& r : run_query("nexmark_q1")) {
-    got.emplace_back(
-        r.at("auction").get<std::int64_t>(), r.at("bidder").get<std::int64_t>(),
-        r.at("price").get<double>(), r.at("dateTime").get<std::int64_t>(),
-        r.at("extra").get<std::string>());
-  }
+  auto got = columns(run_query("nexmark_q1"), [](const json& r) {
+    return row{int_at(r, "auction"), int_at(r, "bidder"),
+               r.at("price").get<double>(), int_at(r, "dateTime"),
+               string_at(r, "extra")};
+  });
   EXPECT_GT(got.size(), 100'000U);
   // The doubles round-trip through the text exactly.
   EXPECT_EQ(sorted(got), sorted(expected));
@@ -212,10 +225,9 @@ TEST_F(nexmark_queries, q2_selects_the_bids_on_every_123rd_auction) {
   for_each_bid([&](const nx::bid& b) {
     if (b.auction % 123 == 0) expected.emplace_back(b.auction, b.price);
   });
-  std::vector<std::pair<std::int64_t, std::int64_t>> got;
-  for (const auto& r : run_query("nexmark_q2"))
-    got.emplace_back(r.at("auction").get<std::int64_t>(),
-                     r.at("price").get<std::int64_t>());
+  auto got = columns(run_query("nexmark_q2"), [](const json& r) {
+    return std::pair{int_at(r, "auction"), int_at(r, "price")};
+  });
   EXPECT_GT(got.size(), 100U);
   EXPECT_EQ(sorted(got), sorted(expected));
 }
@@ -234,11 +246,10 @@ void nexmark_queries::check_q3(const std::vector<json>& rows) {
     if (p.state == "OR" || p.state == "ID" || p.state == "CA")
       expected.emplace_back(p.name, p.city, p.state, e.a.id);
   }
-  std::vector<row> got;
-  for (const auto& r : rows)
-    got.emplace_back(
-        r.at("name").get<std::string>(), r.at("city").get<std::string>(),
-        r.at("state").get<std::string>(), r.at("id").get<std::int64_t>());
+  auto got = columns(rows, [](const json& r) {
+    return row{string_at(r, "name"), string_at(r, "city"),
+               string_at(r, "state"), int_at(r, "id")};
+  });
   EXPECT_GT(got.size(), 10U);
   EXPECT_EQ(sorted(got), sorted(expected));
 }
@@ -276,7 +287,7 @@ void nexmark_queries::check_q4(const std::vector<json>& rows) {
 
   std::map<std::int64_t, double> last;
   for (const auto& r : rows)
-    last[r.at("id").get<std::int64_t>()] = r.at("final").get<double>();
+    last[int_at(r, "id")] = r.at("final").get<double>();
   EXPECT_EQ(rows.size(), winning.size());
   ASSERT_EQ(last.size(), totals.size());
   for (const auto& [category, t] : totals) {
@@ -316,10 +327,9 @@ void nexmark_queries::check_q5(const std::vector<json>& rows) {
       if (n == most) expected.emplace_back(auction, n);
   }
   ASSERT_GT(counts.size(), 50U);
-  std::vector<std::pair<std::int64_t, std::int64_t>> got;
-  for (const auto& r : rows)
-    got.emplace_back(r.at("auction").get<std::int64_t>(),
-                     r.at("num").get<std::int64_t>());
+  auto got = columns(rows, [](const json& r) {
+    return std::pair{int_at(r, "auction"), int_at(r, "num")};
+  });
   EXPECT_GE(got.size(), counts.size());
   EXPECT_EQ(sorted(got), sorted(expected));
 }
@@ -347,12 +357,12 @@ TEST_F(nexmark_queries, q7_emits_the_highest_bids_of_each_window) {
     for (const auto* b : list)
       expected.emplace_back(b->auction, b->price, b->bidder, b->date_time,
                             b->extra);
-  std::vector<bid_tuple> got;
-  for (const auto& r : run_query("nexmark_q7"))
-    got.emplace_back(
-        r.at("auction").get<std::int64_t>(), r.at("price").get<std::int64_t>(),
-        r.at("bidder").get<std::int64_t>(),
-        r.at("dateTime").get<std::int64_t>(), r.at("extra").get<std::string>());
+  // Note the column order of q7: price before bidder.
+  auto got = columns(run_query("nexmark_q7"), [](const json& r) {
+    return bid_tuple{int_at(r, "auction"), int_at(r, "price"),
+                     int_at(r, "bidder"), int_at(r, "dateTime"),
+                     string_at(r, "extra")};
+  });
   EXPECT_GT(top.size(), 15U);
   EXPECT_GE(got.size(), top.size());
   EXPECT_EQ(sorted(got), sorted(expected));
@@ -374,17 +384,14 @@ TEST_F(nexmark_queries, q8_emits_new_persons_who_opened_an_auction) {
     if (!sellers.count(k)) continue;
     for (const auto& name : set) expected.emplace_back(k.first, name, k.second);
   }
-  std::vector<row> got;
-  for (const auto& r : run_query("nexmark_q8"))
-    got.emplace_back(r.at("id").get<std::int64_t>(),
-                     r.at("name").get<std::string>(),
-                     r.at("starttime").get<std::int64_t>());
+  auto got = columns(run_query("nexmark_q8"), [](const json& r) {
+    return row{int_at(r, "id"), string_at(r, "name"), int_at(r, "starttime")};
+  });
   EXPECT_GT(got.size(), 10U);
   EXPECT_EQ(sorted(got), sorted(expected));
 }
 
-// -- the generator, bad input and options
-// --------------------------------------
+// -- the generator, bad input and options ------------------------------------
 
 TEST(nexmark_source, the_generator_feeds_exactly_the_generated_bids) {
   auto rows = run_for_output("nexmark_q0",
@@ -397,8 +404,7 @@ TEST(nexmark_source, the_generator_feeds_exactly_the_generated_bids) {
       expected.emplace_back(e.b.auction, e.b.bidder, e.b.price, e.b.date_time,
                             e.b.extra);
   }
-  std::vector<bid_tuple> got;
-  for (const auto& r : rows) got.push_back(bid_columns(r));
+  auto got = columns(rows, bid_columns);
   EXPECT_GT(got.size(), 50'000U);
   EXPECT_EQ(sorted(got), sorted(expected));
 }
@@ -470,8 +476,7 @@ TEST(nexmark_source, bad_lines_are_skipped_and_reported_by_number) {
                         output, "--metrics-address", ""},
                        nullptr, &err);
   ASSERT_EQ(rc, 0) << err;
-  std::vector<bid_tuple> got;
-  for (const auto& r : read_json_lines(output)) got.push_back(bid_columns(r));
+  auto got = columns(read_json_lines(output), bid_columns);
   EXPECT_EQ(sorted(got), sorted(in.good));
 
   // "stream: skipped bad record at PATH:LINE: reason", one per line.

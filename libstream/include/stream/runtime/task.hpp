@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -142,6 +143,7 @@ class task final : public output_gate {
   void on_barrier_arrived(std::int64_t id);
   void on_input_ended();
   void update_watermark();
+  void update_watermark_gauges();
   void flush_chain();
   void broadcast(const control_event& event);
   void send_or_queue(std::uint32_t channel, entry item);
@@ -165,6 +167,11 @@ class task final : public output_gate {
   bool opened_ = false;
   bool was_blocked_ = false;
   std::chrono::steady_clock::time_point last_{};
+  metrics_registry* registry_ = nullptr;
+  std::string head_name_;
+  std::uint32_t subtask_ = 0;
+  gauge* watermark_gauge_ = nullptr;  ///< Created at the first watermark.
+  gauge* watermark_lag_ = nullptr;
   counter* busy_ns_ = nullptr;
   counter* idle_ns_ = nullptr;
   counter* backpressured_ns_ = nullptr;
