@@ -18,7 +18,8 @@
 // `expires` closes the auction: its winning price (if it had a valid bid)
 // goes to a second keyed process function ("average_per_category") that
 // keeps a running sum and count per category and emits `id` (the category)
-// and `final` (the average so far, a double) after every closed auction.
+// and `final` (the average so far, a double; Flink's column is a BIGINT,
+// its AVG truncated) after every closed auction.
 //
 // A buffered bid is dropped once the watermark passes its dateTime without
 // its auction: a valid auction starts no later than the bid, so it would be

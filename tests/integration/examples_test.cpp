@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "process.hpp"
+#include "windowed_process.hpp"
 #include "scrape.hpp"
 
 namespace stream {
@@ -168,6 +169,52 @@ TEST(keyed_sum, a_throttled_source_stops_promptly) {
   EXPECT_EQ(rc, 0) << err;
   EXPECT_LT(secs, 5.0) << err;
   EXPECT_NE(err.find("job stopped"), std::string::npos) << err;
+}
+
+TEST(windowed_process, one_summary_per_user_and_window_equal_to_a_reference) {
+  // 300,000 views at 1,000 per second of event time: 300 s, 30 windows.
+  constexpr std::uint64_t n = 300000, users = 200, per_second = 1000;
+  auto output = temp_file("windowed_process.txt");
+  std::string err;
+  int rc = run_command({examples + "/windowed_process", "--records",
+                        std::to_string(n), "--users", std::to_string(users),
+                        "--views-per-second", std::to_string(per_second),
+                        "--parallelism", "2", "--output", output,
+                        "--metrics-address", ""},
+                       nullptr, &err);
+  ASSERT_EQ(rc, 0) << err;
+  // Reference: bucket every view into its 10-second window directly.
+  std::map<std::pair<std::uint64_t, std::int64_t>,
+           std::pair<std::uint64_t, std::set<std::uint32_t>>>
+      want;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    auto v = windowed_process::make_view(i, users, per_second);
+    auto start = v.ts - v.ts % 10000;
+    auto& w = want[{v.user, start}];
+    ++w.first;
+    w.second.insert(v.page);
+  }
+  std::ifstream in{output};
+  std::string line;
+  std::size_t lines = 0;
+  std::regex format{
+      R"(^user=(\d+) window=\[(\d+),(\d+)\) views=(\d+) pages=(\d+)$)"};
+  std::set<std::pair<std::uint64_t, std::int64_t>> seen;
+  while (std::getline(in, line)) {
+    ++lines;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(line, m, format)) << line;
+    auto user = std::stoull(m[1]);
+    auto start = std::stoll(m[2]);
+    EXPECT_EQ(std::stoll(m[3]) - start, 10000) << line;
+    auto it = want.find({user, start});
+    ASSERT_NE(it, want.end()) << line;
+    EXPECT_EQ(std::stoull(m[4]), it->second.first) << line;
+    EXPECT_EQ(std::stoull(m[5]), it->second.second.size()) << line;
+    EXPECT_TRUE(seen.insert({user, start}).second) << "twice: " << line;
+  }
+  EXPECT_EQ(lines, want.size());
+  std::remove(output.c_str());
 }
 
 TEST(command_line, help_lists_every_option) {

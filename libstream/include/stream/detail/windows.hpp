@@ -317,21 +317,27 @@ class window_stage final : public window_stage_base<In, Out, K, KeyFn> {
   void push(std::vector<In>& records) override {
     auto now = this->event_time() ? 0 : processing_time_now();
     auto& windows = this->windows_;
+    const bool tumbling =
+        this->assigner_.shape == window_assigner::kind::tumbling;
     this->each(records, [&](const In& r, emitter<Out>& out) {
       const auto& key = std::invoke(this->key_fn_, r);
       auto kg = this->assign_(hash_key(key));
-      windows.clear();
-      this->assigner_.assign(this->time_of(r, now), windows);
-      bool all_late = true;
-      for (const auto& w : windows) {
-        if (this->window_late(w)) continue;
-        all_late = false;
-        bool created = false;
-        auto& acc = contents_->upsert(kg, key, w, created);
-        fn_.add(acc, r, created);
-        if (this->window_fired(w)) fn_.emit(key, w, acc, out);
-        if (created) this->register_window(kg, key, w);
+      auto ts = this->time_of(r, now);
+      if (tumbling) {
+        // One window; consecutive records mostly share it, which saves the
+        // division of computing its start.
+        if (ts < last_.start || ts >= last_.end) {
+          auto start = window_assigner::window_start(
+              ts, this->assigner_.offset, this->assigner_.size);
+          last_ = {start, start + this->assigner_.size};
+        }
+        if (!add(kg, key, r, last_, out)) this->late_record(r);
+        return;
       }
+      windows.clear();
+      this->assigner_.assign(ts, windows);
+      bool all_late = true;
+      for (const auto& w : windows) all_late &= !add(kg, key, r, w, out);
       if (all_late) this->late_record(r);
     });
     this->sides_.spill();
@@ -339,6 +345,19 @@ class window_stage final : public window_stage_base<In, Out, K, KeyFn> {
   }
 
  private:
+  /// Folds `r` into window `w` of its key; false when `w` is past its
+  /// lateness (the record is late for it).
+  bool add(key_group kg, const K& key, const In& r, const time_window& w,
+           emitter<Out>& out) {
+    if (this->window_late(w)) return false;
+    bool created = false;
+    auto& acc = contents_->upsert(kg, key, w, created);
+    fn_.add(acc, r, created);
+    if (this->window_fired(w)) fn_.emit(key, w, acc, out);
+    if (created) this->register_window(kg, key, w);
+    return true;
+  }
+
   void on_window_timer(key_group kg, const K& key, const time_window& w,
                        bool cleanup, emitter<Out>& out) override {
     if (!cleanup) {
@@ -351,6 +370,7 @@ class window_stage final : public window_stage_base<In, Out, K, KeyFn> {
 
   W fn_;
   std::unique_ptr<state::table<K, time_window, acc_type>> contents_;
+  time_window last_{0, 0};  ///< Tumbling: the window of the last record.
 };
 
 /// Session windows: per key, the open sessions and their contents; a record
