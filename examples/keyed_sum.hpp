@@ -67,10 +67,13 @@ inline stream::data_stream<auction_total> build(
       .from_generator([keys](std::uint64_t i) { return make_bid(i, keys); },
                       generator)
       .name("bids")
-      .map(to_euro)
+      // Lambdas rather than function pointers, so the calls inline as they
+      // do in the hand-written loop.
+      .map([](const bid& b) { return to_euro(b); })
       .name("to_euro")
       .key_by([](const bid& b) { return b.auction; })
-      .aggregate(auction_total{0, 0, 0}, add_bid,
+      .aggregate(auction_total{0, 0, 0},
+                 [](auction_total& acc, const bid& b) { add_bid(acc, b); },
                  [](const std::uint64_t& auction, const auction_total& acc) {
                    return auction_total{auction, acc.sum, acc.count};
                  })
@@ -100,16 +103,17 @@ inline stream::data_stream<window_total> build_windowed(
       .from_generator([keys](std::uint64_t i) { return make_bid(i, keys); },
                       generator)
       .name("bids")
-      .map(to_euro)
+      .map([](const bid& b) { return to_euro(b); })
       .name("to_euro")
       .assign_timestamps_and_watermarks(
           stream::watermark_strategy<bid>::for_monotonous_timestamps()
-              .with_timestamp_assigner(w0_time))
+              .with_timestamp_assigner([](const bid& b) { return w0_time(b); }))
       .name("timestamps")
       .key_by([](const bid& b) { return b.auction; })
       .window(stream::tumbling_event_time_windows(std::chrono::seconds{1}))
       .aggregate(
-          auction_total{0, 0, 0}, add_bid,
+          auction_total{0, 0, 0},
+          [](auction_total& acc, const bid& b) { add_bid(acc, b); },
           [](const std::uint64_t& auction, const stream::time_window& w,
              const auction_total& acc) {
             return window_total{auction, w.end, acc.sum, acc.count};

@@ -584,14 +584,14 @@ status decode_batch(std::span<const std::uint8_t> in, std::vector<T>& out) {
 /// data members (1 to 40). The struct name and field names are part of the
 /// codec signature, so renaming or reordering them changes the fingerprint.
 #define STREAM_FIELDS(type_name, ...)                                    \
-  inline auto stream_field_refs(type_name& value) {                      \
+  [[maybe_unused]] inline auto stream_field_refs(type_name& value) {     \
     return ::std::tie(STREAM_DETAIL_REFS(__VA_ARGS__));                  \
   }                                                                      \
-  inline auto stream_field_refs(const type_name& value) {                \
+  [[maybe_unused]] inline auto stream_field_refs(const type_name& value) { \
     return ::std::tie(STREAM_DETAIL_REFS(__VA_ARGS__));                  \
   }                                                                      \
-  constexpr ::stream::detail::field_names<type_name> stream_field_names( \
-      const type_name*) {                                                \
+  [[maybe_unused]] constexpr ::stream::detail::field_names<type_name>    \
+  stream_field_names(const type_name*) {                                 \
     return {#type_name, #__VA_ARGS__};                                   \
   }                                                                      \
   static_assert(::std::is_class_v<type_name>,                            \

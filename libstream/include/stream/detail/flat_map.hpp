@@ -1,10 +1,11 @@
 #pragma once
 
 // An open-addressing hash map (linear probing, backward-shift deletion) for
-// keyed state: one probe sequence in one array instead of a bucket array and
-// a node per entry, so a lookup costs one cache miss where std::unordered_map
-// costs two or three. References are invalidated by any insertion or
-// erasure.
+// keyed state. A one-byte control array (empty, or 7 bits of the hash) is
+// probed first and slots hold only key and value, so a lookup touches one
+// slot where std::unordered_map chases a bucket and a node, and the map is
+// about a third smaller: state that fits the cache stays there. References
+// are invalidated by any insertion or erasure.
 
 #include <cstddef>
 #include <cstdint>
@@ -16,13 +17,6 @@ namespace stream::detail {
 template <class Key, class Value, class Hash>
 class flat_map {
  public:
-  struct slot {
-    Key key{};
-    Value value{};
-    std::uint64_t hash = 0;
-    bool used = false;
-  };
-
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
 
@@ -30,31 +24,32 @@ class flat_map {
   Value* find(const Key& key) {
     if (size_ == 0) return nullptr;
     auto h = hash_of(key);
+    auto tag = tag_of(h);
     for (auto i = index(h);; i = (i + 1) & mask_) {
-      auto& s = slots_[i];
-      if (!s.used) return nullptr;
-      if (s.hash == h && s.key == key) return &s.value;
+      auto c = ctrl_[i];
+      if (c == 0) return nullptr;
+      if (c == tag && slots_[i].key == key) return &slots_[i].value;
     }
   }
 
   /// The value of `key`, value-initialised and `created` set when absent.
   Value& try_emplace(const Key& key, bool& created) {
-    if ((size_ + 1) * 8 > slots_.size() * 7) grow();
+    if ((size_ + 1) * 8 > ctrl_.size() * 7) grow();
     auto h = hash_of(key);
+    auto tag = tag_of(h);
     for (auto i = index(h);; i = (i + 1) & mask_) {
-      auto& s = slots_[i];
-      if (!s.used) {
-        s.key = key;
-        s.value = Value{};
-        s.hash = h;
-        s.used = true;
+      auto c = ctrl_[i];
+      if (c == 0) {
+        ctrl_[i] = tag;
+        slots_[i].key = key;
+        slots_[i].value = Value{};
         ++size_;
         created = true;
-        return s.value;
+        return slots_[i].value;
       }
-      if (s.hash == h && s.key == key) {
+      if (c == tag && slots_[i].key == key) {
         created = false;
-        return s.value;
+        return slots_[i].value;
       }
     }
   }
@@ -63,23 +58,26 @@ class flat_map {
   void erase(const Key& key) {
     if (size_ == 0) return;
     auto h = hash_of(key);
+    auto tag = tag_of(h);
     auto i = index(h);
     for (;; i = (i + 1) & mask_) {
-      auto& s = slots_[i];
-      if (!s.used) return;
-      if (s.hash == h && s.key == key) break;
+      auto c = ctrl_[i];
+      if (c == 0) return;
+      if (c == tag && slots_[i].key == key) break;
     }
     // Backward shift: pull later entries of the cluster into the hole
     // unless that would move them before their home slot.
     auto hole = i;
-    for (auto j = (hole + 1) & mask_; slots_[j].used; j = (j + 1) & mask_) {
-      auto home = index(slots_[j].hash);
+    for (auto j = (hole + 1) & mask_; ctrl_[j] != 0; j = (j + 1) & mask_) {
+      auto home = index(hash_of(slots_[j].key));
       bool movable = hole <= j ? (home <= hole || home > j)
                                : (home <= hole && home > j);
       if (!movable) continue;
+      ctrl_[hole] = ctrl_[j];
       slots_[hole] = std::move(slots_[j]);
       hole = j;
     }
+    ctrl_[hole] = 0;
     slots_[hole] = slot{};
     --size_;
   }
@@ -87,36 +85,48 @@ class flat_map {
   /// Calls fn(key, value) for every entry.
   template <class F>
   void for_each(F&& fn) const {
-    for (const auto& s : slots_) {
-      if (s.used) fn(s.key, s.value);
+    for (std::size_t i = 0; i < ctrl_.size(); ++i) {
+      if (ctrl_[i] != 0) fn(slots_[i].key, slots_[i].value);
     }
   }
 
  private:
+  struct slot {
+    Key key{};
+    Value value{};
+  };
+
   static std::uint64_t hash_of(const Key& key) {
     // Multiply to spread the hash into the high bits used by index().
     return static_cast<std::uint64_t>(Hash{}(key)) * 0x9E3779B97F4A7C15ULL;
+  }
+  /// Never 0 (empty): the top bit is set; the rest are low hash bits, which
+  /// index() does not use.
+  static std::uint8_t tag_of(std::uint64_t h) noexcept {
+    return static_cast<std::uint8_t>(0x80 | (h & 0x7f));
   }
   std::size_t index(std::uint64_t h) const noexcept {
     return static_cast<std::size_t>(h >> shift_);
   }
 
   void grow() {
-    auto capacity = slots_.empty() ? 16 : slots_.size() * 2;
-    std::vector<slot> old(capacity);
-    old.swap(slots_);
+    auto capacity = ctrl_.empty() ? 16 : ctrl_.size() * 2;
+    std::vector<std::uint8_t> old_ctrl(capacity, 0);
+    std::vector<slot> old_slots(capacity);
+    old_ctrl.swap(ctrl_);
+    old_slots.swap(slots_);
     mask_ = capacity - 1;
     shift_ = 64 - static_cast<unsigned>(__builtin_ctzll(capacity));
-    size_ = 0;
-    for (auto& s : old) {
-      if (!s.used) continue;
-      auto i = index(s.hash);
-      while (slots_[i].used) i = (i + 1) & mask_;
-      slots_[i] = std::move(s);
-      ++size_;
+    for (std::size_t k = 0; k < old_ctrl.size(); ++k) {
+      if (old_ctrl[k] == 0) continue;
+      auto i = index(hash_of(old_slots[k].key));
+      while (ctrl_[i] != 0) i = (i + 1) & mask_;
+      ctrl_[i] = old_ctrl[k];
+      slots_[i] = std::move(old_slots[k]);
     }
   }
 
+  std::vector<std::uint8_t> ctrl_;
   std::vector<slot> slots_;
   std::size_t size_ = 0;
   std::size_t mask_ = 0;

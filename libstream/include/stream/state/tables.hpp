@@ -123,7 +123,8 @@ struct key_hash {
 
 /// In-memory backend. Per key group, the namespaces in use (windows are few
 /// at a time), each with an open-addressing map of keys: entries carry no
-/// namespace, and a lookup is one short scan plus one probe.
+/// namespace, and a lookup is one short scan plus one probe. Entries of one
+/// key group are few, so a vector of namespaces beats a second hash map.
 template <class K, class N, class V>
 class memory_table final : public table<K, N, V> {
  public:
@@ -141,20 +142,18 @@ class memory_table final : public table<K, N, V> {
     auto* m = map_of(kg, ns);
     if (m == nullptr) {
       auto& g = groups_[kg];
-      if (!g) g = std::make_unique<std::vector<ns_map>>();
-      g->push_back({ns, {}});
-      m = &g->back().map;
+      g.push_back({ns, {}});
+      m = &g.back().map;
     }
     return m->try_emplace(key, created);
   }
 
   void erase(key_group kg, const K& key, const N& ns) override {
-    auto* g = groups_[kg].get();
-    if (g == nullptr) return;
-    for (auto it = g->begin(); it != g->end(); ++it) {
+    auto& g = groups_[kg];
+    for (auto it = g.begin(); it != g.end(); ++it) {
       if (!(it->ns == ns)) continue;
       it->map.erase(key);
-      if (it->map.empty()) g->erase(it);
+      if (it->map.empty()) g.erase(it);
       return;
     }
   }
@@ -162,16 +161,14 @@ class memory_table final : public table<K, N, V> {
   void for_each(key_group_range range,
                 const typename table<K, N, V>::visitor& fn) override {
     for (auto kg = range.start; kg < range.end && kg < groups_.size(); ++kg) {
-      if (auto* g = groups_[kg].get()) {
-        for (const auto& m : *g)
-          m.map.for_each([&](const K& k, const V& v) { fn(kg, k, m.ns, v); });
-      }
+      for (const auto& m : groups_[kg])
+        m.map.for_each([&](const K& k, const V& v) { fn(kg, k, m.ns, v); });
     }
   }
 
   void drop(key_group_range range) override {
     for (auto kg = range.start; kg < range.end && kg < groups_.size(); ++kg)
-      groups_[kg].reset();
+      groups_[kg] = {};
   }
 
  private:
@@ -181,15 +178,14 @@ class memory_table final : public table<K, N, V> {
   };
 
   map_type* map_of(key_group kg, const N& ns) {
-    auto* g = groups_[kg].get();
-    if (g == nullptr) return nullptr;
-    for (auto& m : *g) {
+    for (auto& m : groups_[kg]) {
       if (m.ns == ns) return &m.map;
     }
     return nullptr;
   }
 
-  std::vector<std::unique_ptr<std::vector<ns_map>>> groups_;
+  /// Per key group, the namespaces in use with their maps.
+  std::vector<std::vector<ns_map>> groups_;
 };
 
 /// Bytes of the LevelDB key prefix: key group and state id, big-endian.
