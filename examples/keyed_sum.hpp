@@ -59,10 +59,10 @@ inline void add_bid(auction_total& acc, const bid& b) {
   ++acc.count;
 }
 
-/// generator -> map(to_euro) -> key_by(auction) -> running sum and count.
-inline stream::data_stream<auction_total> build(
-    stream::environment& env, std::uint64_t keys,
-    stream::generator_options generator) {
+/// generator -> map(to_euro): the bids both jobs start from.
+inline stream::data_stream<bid> euro_bids(stream::environment& env,
+                                          std::uint64_t keys,
+                                          stream::generator_options generator) {
   return env
       .from_generator([keys](std::uint64_t i) { return make_bid(i, keys); },
                       generator)
@@ -70,13 +70,21 @@ inline stream::data_stream<auction_total> build(
       // Lambdas rather than function pointers, so the calls inline as they
       // do in the hand-written loop.
       .map([](const bid& b) { return to_euro(b); })
-      .name("to_euro")
+      .name("to_euro");
+}
+
+/// generator -> map(to_euro) -> key_by(auction) -> running sum and count.
+inline stream::data_stream<auction_total> build(
+    stream::environment& env, std::uint64_t keys,
+    stream::generator_options generator) {
+  return euro_bids(env, keys, generator)
       .key_by([](const bid& b) { return b.auction; })
-      .aggregate(auction_total{0, 0, 0},
-                 [](auction_total& acc, const bid& b) { add_bid(acc, b); },
-                 [](const std::uint64_t& auction, const auction_total& acc) {
-                   return auction_total{auction, acc.sum, acc.count};
-                 })
+      .aggregate(
+          auction_total{0, 0, 0},
+          [](auction_total& acc, const bid& b) { add_bid(acc, b); },
+          [](const std::uint64_t& auction, const auction_total& acc) {
+            return auction_total{auction, acc.sum, acc.count};
+          })
       .name("sum_per_auction");
 }
 
@@ -99,12 +107,7 @@ inline std::int64_t w0_time(const bid& b) { return b.ts / 1000; }
 inline stream::data_stream<window_total> build_windowed(
     stream::environment& env, std::uint64_t keys,
     stream::generator_options generator) {
-  return env
-      .from_generator([keys](std::uint64_t i) { return make_bid(i, keys); },
-                      generator)
-      .name("bids")
-      .map([](const bid& b) { return to_euro(b); })
-      .name("to_euro")
+  return euro_bids(env, keys, generator)
       .assign_timestamps_and_watermarks(
           stream::watermark_strategy<bid>::for_monotonous_timestamps()
               .with_timestamp_assigner([](const bid& b) { return w0_time(b); }))

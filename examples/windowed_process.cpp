@@ -47,7 +47,8 @@ int main(int argc, char** argv) {
         stream::option_kind::unsigned_integer},
        {"rate", "views per second of processing time, 0 = unlimited", "0",
         stream::option_kind::number},
-       {"output", "file for one summary line per user and window "
-                  "(default: count and drop)",
+       {"output",
+        "file for one summary line per user and window "
+        "(default: count and drop)",
         ""}});
 }

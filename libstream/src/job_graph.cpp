@@ -41,8 +41,8 @@ std::uint32_t job_graph::add_edge(std::uint32_t from, std::uint32_t to,
   assert(from < nodes_.size() && to < nodes_.size() && from < to);
   assert((kind == partitioning::hash) == static_cast<bool>(hash_router));
   auto id = static_cast<std::uint32_t>(edges_.size());
-  edges_.push_back(edge{id, from, to, kind, std::move(hash_router),
-                        std::move(side_tag)});
+  edges_.push_back(
+      edge{id, from, to, kind, std::move(hash_router), std::move(side_tag)});
   nodes_[from].out_edges.push_back(id);
   nodes_[to].in_edges.push_back(id);
   return id;

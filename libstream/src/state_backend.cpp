@@ -13,8 +13,8 @@ result<std::unique_ptr<keyed_backend>> keyed_backend::open(
   if (options.state_backend != "leveldb")
     return status{errc::invalid_config,
                   "unknown state backend '" + options.state_backend + "'"};
-  auto path = std::filesystem::path{options.state_dir} / options.job_name /
-              instance;
+  auto path =
+      std::filesystem::path{options.state_dir} / options.job_name / instance;
   auto store = open_leveldb(path.string());
   if (!store.ok()) return store.error();
   b->store_ = std::move(*store);

@@ -289,8 +289,7 @@ void task::update_watermark_gauges() {
                          {"subtask", std::to_string(subtask_)}};
     watermark_gauge_ = &registry_->get_gauge(
         "stream_input_watermark_seconds",
-        "Event time the subtask's input watermark has reached.", labels,
-        1e-3);
+        "Event time the subtask's input watermark has reached.", labels, 1e-3);
     watermark_lag_ = &registry_->get_gauge(
         "stream_watermark_lag_seconds",
         "Processing time minus the input watermark: how far event time "
@@ -450,8 +449,9 @@ void task::update_watermark() {
     // Every live input is idle (ended ones promise the maximum): say so
     // downstream once, so that this task holds nobody back either. When
     // all ended, end of input follows instead.
-    bool all_ended = std::all_of(inputs_.begin(), inputs_.end(),
-                                 [](const input_state& in) { return in.ended; });
+    bool all_ended =
+        std::all_of(inputs_.begin(), inputs_.end(),
+                    [](const input_state& in) { return in.ended; });
     if (idle_ || all_ended) return;
     idle_ = true;
     head_->on_control({event_kind::idle, 0});

@@ -2,8 +2,6 @@
 // inputs are in timestamp order, so no record is late and the expected
 // pairs are exact.
 
-#include "stream/joins.hpp"
-
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -14,7 +12,9 @@
 #include <tuple>
 #include <vector>
 
+#include "backend_fixture.hpp"
 #include "stream/codec.hpp"
+#include "stream/joins.hpp"
 #include "stream/run.hpp"
 
 namespace stream::join_test {
@@ -53,41 +53,22 @@ std::vector<payment> make_payments(std::size_t n, unsigned seed) {
   std::int64_t t = 1'000'000;
   for (std::size_t i = 0; i < n; ++i) {
     t += static_cast<std::int64_t>(rng() % 50);
-    out.push_back({static_cast<std::int64_t>(rng() % 30), t,
-                   "p" + std::to_string(i)});
+    out.push_back(
+        {static_cast<std::int64_t>(rng() % 30), t, "p" + std::to_string(i)});
   }
   return out;
 }
 
-class join_test : public ::testing::TestWithParam<std::string> {
+class join_test : public stream::testing::backend_test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/stream-join-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  job_options options() const {
-    job_options o;
-    o.parallelism = 2;
-    o.threads = 2;
-    o.metrics_address.clear();
-    o.batch_size = 32;
-    o.watermark_interval = std::chrono::milliseconds{0};
-    o.state_backend = GetParam();
-    o.state_dir = dir_;
-    return o;
-  }
-
-  std::string dir_;
+  job_options options() const { return backend_options(32); }
 };
 
 template <class T>
 data_stream<T> timed(environment& env, const std::vector<T>& in) {
   return env.from_collection(in).assign_timestamps_and_watermarks(
-      watermark_strategy<T>::for_monotonous_timestamps().with_timestamp_assigner(
-          [](const T& x) { return x.ts; }));
+      watermark_strategy<T>::for_monotonous_timestamps()
+          .with_timestamp_assigner([](const T& x) { return x.ts; }));
 }
 
 TEST_P(join_test, window_join_emits_every_pair_of_a_key_and_window) {
@@ -103,16 +84,15 @@ TEST_P(join_test, window_join_emits_every_pair_of_a_key_and_window) {
   ASSERT_GT(want.size(), 1000u);
   environment env{options()};
   auto out =
-      window_join(timed(env, orders).key_by([](const order& o) {
-        return o.customer;
-      }),
-                  timed(env, payments).key_by([](const payment& p) {
-                    return p.customer;
-                  }),
-                  tumbling_event_time_windows(std::chrono::seconds{1}),
-                  [](const order& o, const payment& p) {
-                    return pair_t{o.customer, o.id, p.ref};
-                  })
+      window_join(
+          timed(env, orders).key_by([](const order& o) { return o.customer; }),
+          timed(env, payments).key_by([](const payment& p) {
+            return p.customer;
+          }),
+          tumbling_event_time_windows(std::chrono::seconds{1}),
+          [](const order& o, const payment& p) {
+            return pair_t{o.customer, o.id, p.ref};
+          })
           .collect();
   auto report = execute(env);
   ASSERT_TRUE(report.ok()) << report.error().to_string();
@@ -160,14 +140,17 @@ INSTANTIATE_TEST_SUITE_P(backends, join_test,
 
 TEST(join, inputs_without_timestamps_are_refused_at_build_time) {
   environment env{job_options{}};
-  auto a = env.from_collection(std::vector<order>{}).key_by(
-      [](const order& o) { return o.customer; });
-  auto b = env.from_collection(std::vector<payment>{}).key_by(
-      [](const payment& p) { return p.customer; });
-  EXPECT_THROW(window_join(a, b, tumbling_event_time_windows(
-                                     std::chrono::seconds{1}),
-                           [](const order&, const payment&) { return 0; }),
-               std::invalid_argument);
+  auto a = env.from_collection(std::vector<order>{}).key_by([](const order& o) {
+    return o.customer;
+  });
+  auto b =
+      env.from_collection(std::vector<payment>{}).key_by([](const payment& p) {
+        return p.customer;
+      });
+  EXPECT_THROW(
+      window_join(a, b, tumbling_event_time_windows(std::chrono::seconds{1}),
+                  [](const order&, const payment&) { return 0; }),
+      std::invalid_argument);
 }
 
 }  // namespace stream::join_test

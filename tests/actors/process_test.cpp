@@ -118,8 +118,8 @@ struct processing_timers {
                 keyed_context<std::int64_t>& ctx, emitter<fired>& out) {
     EXPECT_EQ(ctx.timer_domain(), time_domain::processing_time);
     EXPECT_EQ(scheduled.value(), time);
-    out.emit({key, time, 0, ctx.current_processing_time(),
-              ctx.current_key_group()});
+    out.emit(
+        {key, time, 0, ctx.current_processing_time(), ctx.current_key_group()});
   }
   value_state<std::int64_t> scheduled;
 };

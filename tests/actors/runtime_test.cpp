@@ -87,22 +87,22 @@ TEST(runtime, keyed_process_keeps_value_state_per_key) {
   environment env{test_options(2)};
   std::vector<std::string> words;
   for (int i = 0; i < 3000; ++i) words.push_back("w" + std::to_string(i % 30));
-  auto out = env.from_collection(words)
-                 .key_by([](const std::string& w) { return w; })
-                 .process<std::string>(
-                     [](const std::string& key, const std::string&,
-                        keyed_context<std::string>& ctx,
-                        emitter<std::string>& emit) {
-                       auto count = ctx.get_value_state<int>("count");
-                       auto n = count.value().value_or(0) + 1;
-                       if (n == 100) {
-                         emit(key + "=100");
-                         count.clear();
-                       } else {
-                         count.update(n);
-                       }
-                     })
-                 .collect();
+  auto out =
+      env.from_collection(words)
+          .key_by([](const std::string& w) { return w; })
+          .process<std::string>([](const std::string& key, const std::string&,
+                                   keyed_context<std::string>& ctx,
+                                   emitter<std::string>& emit) {
+            auto count = ctx.get_value_state<int>("count");
+            auto n = count.value().value_or(0) + 1;
+            if (n == 100) {
+              emit(key + "=100");
+              count.clear();
+            } else {
+              count.update(n);
+            }
+          })
+          .collect();
   auto report = execute(env);
   ASSERT_TRUE(report.ok()) << report.error().to_string();
   auto records = out->records();
@@ -225,7 +225,8 @@ result<std::int64_t> parse_number(std::string_view line) {
   std::int64_t v = 0;
   auto [ptr, ec] = std::from_chars(line.data(), line.data() + line.size(), v);
   if (ec != std::errc{} || ptr != line.data() + line.size())
-    return status{errc::malformed_data, "not a number: '" + std::string{line} + "'"};
+    return status{errc::malformed_data,
+                  "not a number: '" + std::string{line} + "'"};
   return v;
 }
 

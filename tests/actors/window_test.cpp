@@ -21,6 +21,7 @@
 #include <tuple>
 #include <vector>
 
+#include "backend_fixture.hpp"
 #include "stream/codec.hpp"
 #include "stream/metrics.hpp"
 #include "stream/run.hpp"
@@ -95,7 +96,8 @@ std::vector<std::pair<std::int64_t, std::int64_t>> windows_of(
   auto step = s.slide == 0 ? s.size : s.slide;
   auto first = (ts - s.size) / step * step - 2 * step;
   for (auto start = first; start <= ts; start += step) {
-    if (start <= ts && ts < start + s.size) out.emplace_back(start, start + s.size);
+    if (start <= ts && ts < start + s.size)
+      out.emplace_back(start, start + s.size);
   }
   return out;
 }
@@ -187,9 +189,8 @@ reference reference_sessions(const std::vector<ev>& input, std::int64_t gap,
           s.done = true;
         }
       }
-      std::erase_if(list, [&](const session& s) {
-        return s.end - 1 + lateness <= wm;
-      });
+      std::erase_if(
+          list, [&](const session& s) { return s.end - 1 + lateness <= wm; });
     }
   };
   for (std::size_t i = 0; i < input.size(); ++i) {
@@ -227,39 +228,36 @@ reference reference_sessions(const std::vector<ev>& input, std::int64_t gap,
   return ref;
 }
 
-class window_test : public ::testing::TestWithParam<std::string> {
+class window_test : public stream::testing::backend_test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/stream-window-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   job_options options() const {
-    job_options o;
-    o.parallelism = 2;
-    o.threads = 2;
-    o.metrics_address.clear();
-    o.batch_size = batch;
-    o.watermark_interval = std::chrono::milliseconds{0};
-    o.state_backend = GetParam();
-    o.state_dir = dir_;
+    auto o = backend_options(batch);
     o.state_cache_entries = 256;  // LevelDB: evicts and writes back often
     return o;
   }
 
   static data_stream<ev> source(environment& env, const std::vector<ev>& in) {
-    return env.from_collection(in).parallelism(1).assign_timestamps_and_watermarks(
-        watermark_strategy<ev>::for_bounded_out_of_orderness(
-            std::chrono::milliseconds{delay})
-            .with_timestamp_assigner([](const ev& e) { return e.ts; }));
+    return env.from_collection(in)
+        .parallelism(1)
+        .assign_timestamps_and_watermarks(
+            watermark_strategy<ev>::for_bounded_out_of_orderness(
+                std::chrono::milliseconds{delay})
+                .with_timestamp_assigner([](const ev& e) { return e.ts; }));
   }
-
-  std::string dir_;
 };
 
 auto by_key = [](const ev& e) { return e.key; };
+
+/// The process window function of the tests: sum and count of a window.
+void summarize(const std::int64_t& key, const time_window& w,
+               const std::vector<ev>& all, emitter<fired>& emit) {
+  fired f{key, w.start, w.end, 0, 0};
+  for (const auto& e : all) {
+    f.sum += e.value;
+    ++f.count;
+  }
+  emit(f);
+}
 
 template <class V>
 std::vector<V> sorted(std::vector<V> v) {
@@ -348,16 +346,7 @@ TEST_P(window_test, sliding_reduce_and_process_window_function) {
       keyed
           .window(sliding_event_time_windows(std::chrono::seconds{1},
                                              std::chrono::milliseconds{250}))
-          .process<fired>([](const std::int64_t& key, const time_window& w,
-                             const std::vector<ev>& all,
-                             emitter<fired>& emit) {
-            fired f{key, w.start, w.end, 0, 0};
-            for (const auto& e : all) {
-              f.sum += e.value;
-              ++f.count;
-            }
-            emit(f);
-          })
+          .process<fired>(summarize)
           .collect();
   auto report = execute(env);
   ASSERT_TRUE(report.ok()) << report.error().to_string();
@@ -381,16 +370,7 @@ TEST_P(window_test, session_windows_merge_and_refire) {
           .window(event_time_session_windows(std::chrono::milliseconds{300}))
           .allowed_lateness(std::chrono::milliseconds{400})
           .side_output_late_data(late)
-          .process<fired>([](const std::int64_t& key, const time_window& w,
-                             const std::vector<ev>& all,
-                             emitter<fired>& emit) {
-            fired f{key, w.start, w.end, 0, 0};
-            for (const auto& e : all) {
-              f.sum += e.value;
-              ++f.count;
-            }
-            emit(f);
-          });
+          .process<fired>(summarize);
   auto out = windowed.collect();
   auto late_out = windowed.side_output(late).collect();
   auto report = execute(env);
@@ -460,9 +440,11 @@ job_options plain_options() {
 std::chrono::milliseconds first_result_with_a_silent_input(bool idleness) {
   environment env{plain_options()};
   constexpr double rate = 4000;  // A: 4 records per ms of event time
-  auto strategy = watermark_strategy<ev>::for_monotonous_timestamps()
-                      .with_timestamp_assigner([](const ev& e) { return e.ts; });
-  if (idleness) strategy = strategy.with_idleness(std::chrono::milliseconds{100});
+  auto strategy =
+      watermark_strategy<ev>::for_monotonous_timestamps()
+          .with_timestamp_assigner([](const ev& e) { return e.ts; });
+  if (idleness)
+    strategy = strategy.with_idleness(std::chrono::milliseconds{100});
   auto a = env.from_generator(
                   [](std::uint64_t i) {
                     return ev{static_cast<std::int64_t>(i % 4),
@@ -484,7 +466,9 @@ std::chrono::milliseconds first_result_with_a_silent_input(bool idleness) {
       .aggregate(
           std::int64_t{0}, [](std::int64_t& n, const ev&) { ++n; },
           [](const std::int64_t& key, const time_window& w,
-             const std::int64_t& n) { return fired{key, w.start, w.end, 0, n}; })
+             const std::int64_t& n) {
+            return fired{key, w.start, w.end, 0, n};
+          })
       .for_each([sink](const fired& f) { sink->add(f); });
   auto start = std::chrono::steady_clock::now();
   auto report = execute(env);

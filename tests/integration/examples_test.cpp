@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "process.hpp"
-#include "windowed_process.hpp"
 #include "scrape.hpp"
+#include "windowed_process.hpp"
 
 namespace stream {
 namespace {
@@ -176,12 +176,12 @@ TEST(windowed_process, one_summary_per_user_and_window_equal_to_a_reference) {
   constexpr std::uint64_t n = 300000, users = 200, per_second = 1000;
   auto output = temp_file("windowed_process.txt");
   std::string err;
-  int rc = run_command({examples + "/windowed_process", "--records",
-                        std::to_string(n), "--users", std::to_string(users),
-                        "--views-per-second", std::to_string(per_second),
-                        "--parallelism", "2", "--output", output,
-                        "--metrics-address", ""},
-                       nullptr, &err);
+  int rc = run_command(
+      {examples + "/windowed_process", "--records", std::to_string(n),
+       "--users", std::to_string(users), "--views-per-second",
+       std::to_string(per_second), "--parallelism", "2", "--output", output,
+       "--metrics-address", ""},
+      nullptr, &err);
   ASSERT_EQ(rc, 0) << err;
   // Reference: bucket every view into its 10-second window directly.
   std::map<std::pair<std::uint64_t, std::int64_t>,

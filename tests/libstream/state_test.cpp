@@ -8,9 +8,9 @@
 
 #include <filesystem>
 #include <map>
-#include <unordered_map>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace stream {
@@ -219,8 +219,7 @@ TEST_P(state_test, ttl_on_read_and_write_extends_on_every_read) {
 }
 
 TEST_P(state_test, tables_visit_and_drop_exactly_one_key_group_range) {
-  auto table =
-      backend_->make_table<std::string, time_window, long>("windows");
+  auto table = backend_->make_table<std::string, time_window, long>("windows");
   std::map<std::pair<key_group, std::string>, long> model;
   for (int i = 0; i < 500; ++i) {
     auto key = "key" + std::to_string(i);
@@ -296,8 +295,7 @@ namespace stream {
 namespace {
 
 TEST(flat_map, matches_an_unordered_map_under_random_inserts_and_erases) {
-  detail::flat_map<std::uint64_t, std::uint64_t,
-                   state::key_hash<std::uint64_t>>
+  detail::flat_map<std::uint64_t, std::uint64_t, state::key_hash<std::uint64_t>>
       map;
   std::unordered_map<std::uint64_t, std::uint64_t> model;
   std::mt19937_64 rng{11};

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_report.hpp"
 #include "keyed_sum.hpp"
 #include "stream/run.hpp"
 
@@ -21,12 +22,7 @@ using clock_type = std::chrono::steady_clock;
 
 constexpr std::uint64_t keys = 10000;
 
-struct measurement {
-  std::string name;
-  std::uint64_t records = 0;
-  double seconds = 0;
-  double rate() const { return static_cast<double>(records) / seconds; }
-};
+using bench::measurement;
 
 // The limit: the same records, the same conversion and the same per-key
 // running totals, with nothing in between. The result of every update is
@@ -70,24 +66,12 @@ measurement runtime(std::uint64_t n, std::uint32_t batch_size,
           std::chrono::duration<double>(report->elapsed).count()};
 }
 
-std::uint64_t flag(int argc, char** argv, const char* name,
-                   std::uint64_t fallback) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0)
-      return std::strtoull(argv[i + 1], nullptr, 10);
-  }
-  return fallback;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto n = flag(argc, argv, "--records", 50'000'000);
-  auto n1 = flag(argc, argv, "--batch1-records", 2'000'000);
-  std::string report_path;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], "--report") == 0) report_path = argv[i + 1];
-  }
+  auto n = bench::number_flag(argc, argv, "--records", 50'000'000);
+  auto n1 = bench::number_flag(argc, argv, "--batch1-records", 2'000'000);
+  auto report_path = bench::flag(argc, argv, "--report", "");
   std::vector<measurement> runs;
   runs.push_back(hand_loop(n));
   runs.push_back(runtime(n, 1024, 1, "runtime, 1 thread, batch 1024"));
@@ -105,22 +89,12 @@ int main(int argc, char** argv) {
   out +=
       "10,000 keys; generator -> map(price x 0.908) -> key_by(auction) -> "
       "running sum and count; parallelism 1 unless a row says otherwise.\n\n";
-  out += "| run | records | seconds | records/s | vs hand loop |\n";
-  out += "|---|---:|---:|---:|---:|\n";
-  const double limit = runs[0].rate();
-  for (const auto& r : runs) {
-    char line[256];
-    std::snprintf(line, sizeof line, "| %s | %llu | %.3f | %.0f | %.1f%% |\n",
-                  r.name.c_str(), static_cast<unsigned long long>(r.records),
-                  r.seconds, r.rate(), 100.0 * r.rate() / limit);
-    out += line;
-  }
+  out += bench::table(runs);
   char line[256];
   std::snprintf(line, sizeof line,
                 "\nBatch 1024 vs batch 1 (1 thread, same records): %.1fx\n",
                 runs[5].rate() / runs[4].rate());
   out += line;
-  std::fputs(out.c_str(), stdout);
-  if (!report_path.empty()) std::ofstream{report_path} << out;
+  bench::publish(out, report_path);
   return 0;
 }

@@ -407,12 +407,12 @@ struct codec<std::variant<Ts...>> {
   static status decode_at(detail::reader& in, std::variant<Ts...>& value,
                           std::size_t index, std::index_sequence<I...>) {
     status result;
-    ((I == index ? (result = codec<std::variant_alternative_t<
-                        I, std::variant<Ts...>>>::decode(in,
-                                                         value.template emplace<
-                                                             I>()),
-                    true)
-                 : false) ||
+    ((I == index
+          ? (result =
+                 codec<std::variant_alternative_t<I, std::variant<Ts...>>>::
+                     decode(in, value.template emplace<I>()),
+             true)
+          : false) ||
      ...);
     return result;
   }
@@ -583,16 +583,16 @@ status decode_batch(std::span<const std::uint8_t> in, std::vector<T>& out) {
 /// the struct, in the struct's namespace (it is found by ADL). Lists public
 /// data members (1 to 40). The struct name and field names are part of the
 /// codec signature, so renaming or reordering them changes the fingerprint.
-#define STREAM_FIELDS(type_name, ...)                                    \
-  [[maybe_unused]] inline auto stream_field_refs(type_name& value) {     \
-    return ::std::tie(STREAM_DETAIL_REFS(__VA_ARGS__));                  \
-  }                                                                      \
+#define STREAM_FIELDS(type_name, ...)                                      \
+  [[maybe_unused]] inline auto stream_field_refs(type_name& value) {       \
+    return ::std::tie(STREAM_DETAIL_REFS(__VA_ARGS__));                    \
+  }                                                                        \
   [[maybe_unused]] inline auto stream_field_refs(const type_name& value) { \
-    return ::std::tie(STREAM_DETAIL_REFS(__VA_ARGS__));                  \
-  }                                                                      \
-  [[maybe_unused]] constexpr ::stream::detail::field_names<type_name>    \
-  stream_field_names(const type_name*) {                                 \
-    return {#type_name, #__VA_ARGS__};                                   \
-  }                                                                      \
-  static_assert(::std::is_class_v<type_name>,                            \
+    return ::std::tie(STREAM_DETAIL_REFS(__VA_ARGS__));                    \
+  }                                                                        \
+  [[maybe_unused]] constexpr ::stream::detail::field_names<type_name>      \
+  stream_field_names(const type_name*) {                                   \
+    return {#type_name, #__VA_ARGS__};                                     \
+  }                                                                        \
+  static_assert(::std::is_class_v<type_name>,                              \
                 "STREAM_FIELDS takes a struct: " #type_name)

@@ -9,9 +9,9 @@
 #include <utility>
 
 #include "stream/detail/operators.hpp"
+#include "stream/detail/process.hpp"
 #include "stream/detail/routers.hpp"
 #include "stream/detail/sinks.hpp"
-#include "stream/detail/process.hpp"
 #include "stream/detail/sources.hpp"
 #include "stream/detail/watermarks.hpp"
 #include "stream/detail/windows.hpp"
@@ -131,11 +131,11 @@ class data_stream : public operator_settings {
       throw std::invalid_argument{
           "assign_timestamps_and_watermarks: the strategy needs a timestamp "
           "assigner (with_timestamp_assigner)"};
-    auto result = then<T>("timestamps", [strategy](
-                                            const runtime::stage_context& ctx,
-                                            runtime::stage_object* next) {
-      return make<detail::watermark_stage<T>>(ctx, next, strategy);
-    });
+    auto result =
+        then<T>("timestamps", [strategy](const runtime::stage_context& ctx,
+                                         runtime::stage_object* next) {
+          return make<detail::watermark_stage<T>>(ctx, next, strategy);
+        });
     // As in Flink, the assigner runs with the parallelism of its input, so
     // it chains to it and sees each source split alone.
     const auto& in = this->graph_->at(this->node_);
@@ -370,8 +370,8 @@ class keyed_stream {
                                 const runtime::stage_context& ctx,
                                 runtime::stage_object* next) {
       return std::unique_ptr<runtime::stage_object>{
-          new detail::keyed_process_stage<T, U, K, KeyFn, F>(
-              ctx, next, key_fn, fn, timestamps)};
+          new detail::keyed_process_stage<T, U, K, KeyFn, F>(ctx, next, key_fn,
+                                                             fn, timestamps)};
     };
     return input_.template then<U>("process", std::move(factory), true,
                                    hash_router());
@@ -381,8 +381,7 @@ class keyed_stream {
   windowed_stream<T, K, KeyFn> window(window_assigner assigner) const {
     if (assigner.shape != window_assigner::kind::session && assigner.size <= 0)
       throw std::invalid_argument{"window: the size must be positive"};
-    if (assigner.shape == window_assigner::kind::sliding &&
-        assigner.slide <= 0)
+    if (assigner.shape == window_assigner::kind::sliding && assigner.slide <= 0)
       throw std::invalid_argument{"window: the slide must be positive"};
     if (assigner.shape == window_assigner::kind::session && assigner.gap <= 0)
       throw std::invalid_argument{"window: the session gap must be positive"};
@@ -457,24 +456,25 @@ class windowed_stream {
   /// emits `result(const K&, const time_window&, const Acc&)`.
   template <class Acc, class Add, class Result>
   auto aggregate(Acc init, Add add, Result result) const {
-    using U = std::decay_t<std::invoke_result_t<Result&, const K&,
-                                                const time_window&, const Acc&>>;
-    return build<U>("window_aggregate",
-                    detail::aggregate_window_fn<T, Acc, Add, Result,
-                                                detail::no_merge>{
-                        std::move(init), std::move(add), std::move(result), {}});
+    using U =
+        std::decay_t<std::invoke_result_t<Result&, const K&, const time_window&,
+                                          const Acc&>>;
+    return build<U>(
+        "window_aggregate",
+        detail::aggregate_window_fn<T, Acc, Add, Result, detail::no_merge>{
+            std::move(init), std::move(add), std::move(result), {}});
   }
 
   /// Same, with `merge(Acc&, const Acc&)`, which session windows need.
   template <class Acc, class Add, class Merge, class Result>
   auto aggregate(Acc init, Add add, Merge merge, Result result) const {
-    using U = std::decay_t<std::invoke_result_t<Result&, const K&,
-                                                const time_window&, const Acc&>>;
-    return build<U>(
-        "window_aggregate",
-        detail::aggregate_window_fn<T, Acc, Add, Result, Merge>{
-            std::move(init), std::move(add), std::move(result),
-            std::move(merge)});
+    using U =
+        std::decay_t<std::invoke_result_t<Result&, const K&, const time_window&,
+                                          const Acc&>>;
+    return build<U>("window_aggregate",
+                    detail::aggregate_window_fn<T, Acc, Add, Result, Merge>{
+                        std::move(init), std::move(add), std::move(result),
+                        std::move(merge)});
   }
 
   /// Calls `fn(const K&, const time_window&, const std::vector<T>&,

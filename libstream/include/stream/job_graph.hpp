@@ -124,7 +124,7 @@ class execution_plan {
     std::uint32_t id = 0;
     std::vector<std::uint32_t> nodes;  ///< Head first.
     std::uint32_t parallelism = 1;
-    std::string name;                      ///< "a -> b -> c".
+    std::string name;                     ///< "a -> b -> c".
     std::vector<std::uint32_t> in_edges;  ///< Graph edges into the head.
     /// Graph edges leaving the chain: the side outputs of its nodes, in node
     /// order, then the main outputs of the tail.

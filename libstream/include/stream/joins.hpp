@@ -40,18 +40,22 @@ auto tagged_union(const keyed_stream<A, K, KA>& a,
                                 ": both inputs need timestamps (call "
                                 "assign_timestamps_and_watermarks first)"};
   auto left = a.input()
-                  .map([](const A& x) { return either{std::in_place_index<0>, x}; })
+                  .map([](const A& x) {
+                    return either{std::in_place_index<0>, x};
+                  })
                   .name(std::string{what} + "_left");
-  auto right =
-      b.input()
-          .map([](const B& x) { return either{std::in_place_index<1>, x}; })
-          .name(std::string{what} + "_right");
+  auto right = b.input()
+                   .map([](const B& x) {
+                     return either{std::in_place_index<1>, x};
+                   })
+                   .name(std::string{what} + "_right");
   auto key_a = a.key_fn();
   auto key_b = b.key_fn();
   return left.union_with(right)
       .name(what)
       .with_timestamps([ts_a, ts_b](const either& e) {
-        return e.index() == 0 ? (*ts_a)(std::get<0>(e)) : (*ts_b)(std::get<1>(e));
+        return e.index() == 0 ? (*ts_a)(std::get<0>(e))
+                              : (*ts_b)(std::get<1>(e));
       })
       .key_by([key_a, key_b](const either& e) -> K {
         return e.index() == 0 ? K(std::invoke(key_a, std::get<0>(e)))
@@ -96,8 +100,7 @@ struct interval_join_fn {
     }
   }
 
-  void on_timer(std::int64_t time, const K&, keyed_context<K>&,
-                emitter<U>&) {
+  void on_timer(std::int64_t time, const K&, keyed_context<K>&, emitter<U>&) {
     // The watermark passed `time`: a partner still to come has a timestamp
     // >= time - 1. Drop left records whose partners all lie before that,
     // right records likewise.

@@ -412,8 +412,7 @@ class keyed_context {
     return list_state<V>{cell<std::vector<V>>(name, ttl)};
   }
   template <class UK, class UV>
-  map_state<UK, UV> get_map_state(const std::string& name,
-                                  state_ttl ttl = {}) {
+  map_state<UK, UV> get_map_state(const std::string& name, state_ttl ttl = {}) {
     return map_state<UK, UV>{
         cell<typename map_state<UK, UV>::entries_type>(name, ttl)};
   }
@@ -425,9 +424,10 @@ class keyed_context {
         std::make_shared<typename reducing_state<V>::reduce_fn>(std::move(fn))};
   }
   template <class In, class Acc, class Out, class Add, class Result>
-  aggregating_state<In, Acc, Out> get_aggregating_state(
-      const std::string& name, Acc init, Add add, Result result,
-      state_ttl ttl = {}) {
+  aggregating_state<In, Acc, Out> get_aggregating_state(const std::string& name,
+                                                        Acc init, Add add,
+                                                        Result result,
+                                                        state_ttl ttl = {}) {
     using fns = typename aggregating_state<In, Acc, Out>::functions;
     return aggregating_state<In, Acc, Out>{
         cell<Acc>(name, ttl),
@@ -476,8 +476,7 @@ class keyed_context {
       return static_cast<detail::keyed_cell<K, X>*>(c.cell.get());
     }
     using stored = typename detail::keyed_cell<K, X>::stored;
-    auto table =
-        backend_->make_table<K, state::void_namespace, stored>(name);
+    auto table = backend_->make_table<K, state::void_namespace, stored>(name);
     auto c = std::make_shared<detail::keyed_cell<K, X>>(std::move(table),
                                                         &scope_, ttl, &clock_);
     cells_.push_back({name, typeid(X), c});

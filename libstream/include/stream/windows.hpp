@@ -64,22 +64,34 @@ inline std::int64_t to_ms(std::chrono::milliseconds d) { return d.count(); }
 inline window_assigner tumbling_event_time_windows(
     std::chrono::milliseconds size,
     std::chrono::milliseconds offset = std::chrono::milliseconds{0}) {
-  return {window_assigner::kind::tumbling, time_domain::event_time,
-          detail::to_ms(size), 0, detail::to_ms(offset), 0};
+  return {window_assigner::kind::tumbling,
+          time_domain::event_time,
+          detail::to_ms(size),
+          0,
+          detail::to_ms(offset),
+          0};
 }
 
 /// Windows of length `size` starting every `slide` (event time).
 inline window_assigner sliding_event_time_windows(
     std::chrono::milliseconds size, std::chrono::milliseconds slide,
     std::chrono::milliseconds offset = std::chrono::milliseconds{0}) {
-  return {window_assigner::kind::sliding, time_domain::event_time,
-          detail::to_ms(size), detail::to_ms(slide), detail::to_ms(offset), 0};
+  return {window_assigner::kind::sliding,
+          time_domain::event_time,
+          detail::to_ms(size),
+          detail::to_ms(slide),
+          detail::to_ms(offset),
+          0};
 }
 
 /// Sessions of event time: a key's records less than `gap` apart.
 inline window_assigner event_time_session_windows(
     std::chrono::milliseconds gap) {
-  return {window_assigner::kind::session, time_domain::event_time, 0, 0, 0,
+  return {window_assigner::kind::session,
+          time_domain::event_time,
+          0,
+          0,
+          0,
           detail::to_ms(gap)};
 }
 

@@ -70,8 +70,8 @@ class flat_map {
     auto hole = i;
     for (auto j = (hole + 1) & mask_; ctrl_[j] != 0; j = (j + 1) & mask_) {
       auto home = index(hash_of(slots_[j].key));
-      bool movable = hole <= j ? (home <= hole || home > j)
-                               : (home <= hole && home > j);
+      bool movable =
+          hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
       if (!movable) continue;
       ctrl_[hole] = ctrl_[j];
       slots_[hole] = std::move(slots_[j]);

@@ -36,8 +36,46 @@ inline result<std::unique_ptr<state::keyed_backend>> open_backend(
   return state::keyed_backend::open(*ctx.options, state_instance_name(ctx));
 }
 
+/// What keyed operators share: the key function and key-group assignment,
+/// the record timestamps, side outputs and the state backend of this
+/// operator instance.
+template <class In, class Out, class K, class KeyFn>
+class keyed_operator : public emitting_stage<In, Out> {
+ protected:
+  keyed_operator(const runtime::stage_context& ctx, runtime::stage_object* next,
+                 KeyFn key_fn,
+                 std::shared_ptr<const timestamp_fn<In>> timestamps)
+      : emitting_stage<In, Out>(ctx, next),
+        stage_ctx_(ctx),
+        assign_(ctx.max_parallelism),
+        sides_(ctx),
+        key_fn_(std::move(key_fn)),
+        timestamps_(std::move(timestamps)) {}
+
+  /// Opens the backend; an error fails `open()`.
+  status open_state() {
+    auto b = open_backend(stage_ctx_);
+    if (!b.ok()) return b.error();
+    backend_ = std::move(*b);
+    return {};
+  }
+
+  /// The key: a reference when the key function returns one (no copy).
+  decltype(auto) key_of(const In& r) const { return std::invoke(key_fn_, r); }
+  key_group group_of(const K& key) const { return assign_(hash_key(key)); }
+
+  runtime::stage_context stage_ctx_;
+  key_group_assigner assign_;
+  side_output_set sides_;
+  KeyFn key_fn_;
+  std::shared_ptr<const timestamp_fn<In>> timestamps_;
+  std::unique_ptr<state::keyed_backend> backend_;
+};
+
 template <class Fn, class K>
-concept has_open = requires(Fn& fn, keyed_context<K>& ctx) { fn.open(ctx); };
+concept has_open = requires(Fn& fn, keyed_context<K>& ctx) {
+  fn.open(ctx);
+};
 
 template <class Fn, class K, class Out>
 concept has_on_timer = requires(Fn& fn, const K& key, keyed_context<K>& ctx,
@@ -50,58 +88,54 @@ concept has_on_timer = requires(Fn& fn, const K& key, keyed_context<K>& ctx,
 /// const K&, keyed_context<K>&, emitter<Out>&)` (the context tells the
 /// domain). A plain callable with the `process` signature works too.
 template <class In, class Out, class K, class KeyFn, class Fn>
-class keyed_process_stage final : public emitting_stage<In, Out> {
+class keyed_process_stage final : public keyed_operator<In, Out, K, KeyFn> {
+  using base = keyed_operator<In, Out, K, KeyFn>;
+
  public:
   keyed_process_stage(const runtime::stage_context& ctx,
                       runtime::stage_object* next, KeyFn key_fn, Fn fn,
                       std::shared_ptr<const timestamp_fn<In>> timestamps)
-      : emitting_stage<In, Out>(ctx, next),
-        stage_ctx_(ctx),
-        assign_(ctx.max_parallelism),
-        sides_(ctx),
-        key_fn_(std::move(key_fn)),
-        fn_(std::move(fn)),
-        timestamps_(std::move(timestamps)) {}
+      : base(ctx, next, std::move(key_fn), std::move(timestamps)),
+        fn_(std::move(fn)) {}
 
   status open() override {
-    auto b = open_backend(stage_ctx_);
-    if (!b.ok()) return b.error();
-    backend_ = std::move(*b);
-    ctx_ = std::make_unique<keyed_context<K>>(*backend_);
-    ctx_->set_side_outputs(&sides_);
+    if (auto st = this->open_state(); !st.ok()) return st;
+    ctx_ = std::make_unique<keyed_context<K>>(*this->backend_);
+    ctx_->set_side_outputs(&this->sides_);
     if constexpr (has_open<Fn, K>) fn_.open(*ctx_);
     return {};
   }
 
   void close() override {
     ctx_.reset();
-    backend_.reset();
+    this->backend_.reset();
   }
 
   void push(std::vector<In>& records) override {
     auto& ctx = *ctx_;
+    const auto& timestamps = this->timestamps_;
     this->each(records, [&](const In& r, emitter<Out>& out) {
-      const auto& key = std::invoke(key_fn_, r);
-      ctx.set_key(key, assign_(hash_key(key)));
-      ctx.set_timestamp(timestamps_ ? (*timestamps_)(r) : runtime::min_watermark);
+      const auto& key = this->key_of(r);
+      ctx.set_key(key, this->group_of(key));
+      ctx.set_timestamp(timestamps ? (*timestamps)(r) : runtime::min_watermark);
       if constexpr (requires { fn_.process(key, r, ctx, out); })
         fn_.process(key, r, ctx, out);
       else
         std::invoke(fn_, key, r, ctx, out);
     });
-    sides_.spill();
+    this->sides_.spill();
     fire_processing_timers(ctx.now());
   }
 
   void flush() override {
     if (ctx_) fire_processing_timers(ctx_->now());
-    sides_.flush();
+    this->sides_.flush();
     emitting_stage<In, Out>::flush();
   }
 
   void on_control(const runtime::control_event& e) override {
     if (e.kind == runtime::event_kind::watermark) fire_event_timers(e.value);
-    sides_.on_control(e);
+    this->sides_.on_control(e);
     emitting_stage<In, Out>::on_control(e);
   }
 
@@ -109,7 +143,7 @@ class keyed_process_stage final : public emitting_stage<In, Out> {
     // The end of input is the largest watermark: every event-time timer is
     // due. Processing-time timers that are not due yet do not fire.
     fire_event_timers(runtime::max_watermark);
-    sides_.finish();
+    this->sides_.finish();
     emitting_stage<In, Out>::finish();
   }
 
@@ -138,16 +172,10 @@ class keyed_process_stage final : public emitting_stage<In, Out> {
           fn_.on_timer(t.time, t.key, ctx, out);
       }
     });
-    sides_.spill();
+    this->sides_.spill();
   }
 
-  runtime::stage_context stage_ctx_;
-  key_group_assigner assign_;
-  side_output_set sides_;
-  KeyFn key_fn_;
   Fn fn_;
-  std::shared_ptr<const timestamp_fn<In>> timestamps_;
-  std::unique_ptr<state::keyed_backend> backend_;
   std::unique_ptr<keyed_context<K>> ctx_;
 };
 

@@ -1,10 +1,10 @@
 #pragma once
 
 #include <algorithm>
-#include <cstdio>
 #include <cassert>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -195,8 +195,8 @@ template <class T, class Parse>
 class parsed_file_source final : public source_base<T> {
  public:
   parsed_file_source(const runtime::stage_context& ctx,
-                     runtime::stage_object* next, std::string path,
-                     Parse parse, bad_records policy)
+                     runtime::stage_object* next, std::string path, Parse parse,
+                     bad_records policy)
       : source_base<T>(ctx, next),
         path_(std::move(path)),
         parse_(std::move(parse)),

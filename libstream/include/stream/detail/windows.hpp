@@ -47,8 +47,7 @@ struct reduce_window_fn {
     acc = std::invoke(fn, std::as_const(acc), other);
   }
   template <class K>
-  void emit(const K&, const time_window&, const T& acc,
-            emitter<T>& out) const {
+  void emit(const K&, const time_window&, const T& acc, emitter<T>& out) const {
     out.emit(acc);
   }
 };
@@ -116,7 +115,8 @@ class window_timers {
   }
 
   std::int64_t next_time() const {
-    return queue_.empty() ? runtime::max_watermark : queue_.begin()->first.first;
+    return queue_.empty() ? runtime::max_watermark
+                          : queue_.begin()->first.first;
   }
 
   /// Takes the earliest timer with time <= `up_to`; false when none.
@@ -149,62 +149,58 @@ class window_timers {
 /// What every window operator shares: key, time, backend, timers, the late
 /// side output and its counter.
 template <class In, class Out, class K, class KeyFn>
-class window_stage_base : public emitting_stage<In, Out> {
+class window_stage_base : public keyed_operator<In, Out, K, KeyFn> {
+  using base = keyed_operator<In, Out, K, KeyFn>;
+
  public:
   window_stage_base(const runtime::stage_context& ctx,
                     runtime::stage_object* next, KeyFn key_fn,
                     window_assigner assigner, std::int64_t lateness,
                     std::string late_tag,
                     std::shared_ptr<const timestamp_fn<In>> timestamps)
-      : emitting_stage<In, Out>(ctx, next),
-        stage_ctx_(ctx),
-        assign_(ctx.max_parallelism),
-        sides_(ctx),
-        key_fn_(std::move(key_fn)),
+      : base(ctx, next, std::move(key_fn), std::move(timestamps)),
         assigner_(assigner),
         lateness_(assigner.domain == time_domain::event_time ? lateness : 0),
-        late_tag_(std::move(late_tag)),
-        timestamps_(std::move(timestamps)) {}
+        late_tag_(std::move(late_tag)) {}
 
   void flush() override {
-    if (backend_) fire_processing(processing_time_now());
-    sides_.flush();
+    if (this->backend_) fire_processing(processing_time_now());
+    this->sides_.flush();
     emitting_stage<In, Out>::flush();
   }
 
   void on_control(const runtime::control_event& e) override {
-    if (e.kind == runtime::event_kind::watermark && backend_) {
+    if (e.kind == runtime::event_kind::watermark && this->backend_) {
       watermark_ = std::max(watermark_, e.value);
       fire(event_timers_, watermark_);
     }
-    sides_.on_control(e);
+    this->sides_.on_control(e);
     emitting_stage<In, Out>::on_control(e);
   }
 
   void finish() override {
-    if (backend_) {
+    if (this->backend_) {
       // End of input: every window is complete, in either domain.
       watermark_ = runtime::max_watermark;
       fire(event_timers_, runtime::max_watermark);
       fire(processing_timers_, runtime::max_watermark);
     }
-    sides_.finish();
+    this->sides_.finish();
     emitting_stage<In, Out>::finish();
   }
 
-  void close() override { backend_.reset(); }
+  void close() override { this->backend_.reset(); }
 
  protected:
   status open_base() {
-    auto b = open_backend(stage_ctx_);
-    if (!b.ok()) return b.error();
-    backend_ = std::move(*b);
-    late_ = &stage_ctx_.metrics->get_counter(
+    if (auto st = this->open_state(); !st.ok()) return st;
+    const auto& ctx = this->stage_ctx_;
+    late_ = &ctx.metrics->get_counter(
         "stream_late_records_total",
         "Records that arrived after their windows' allowed lateness.",
-        {{"job", stage_ctx_.job_name},
-         {"operator", stage_ctx_.operator_name},
-         {"subtask", std::to_string(stage_ctx_.subtask)}});
+        {{"job", ctx.job_name},
+         {"operator", ctx.operator_name},
+         {"subtask", std::to_string(ctx.subtask)}});
     return {};
   }
 
@@ -214,7 +210,7 @@ class window_stage_base : public emitting_stage<In, Out> {
 
   /// The time a record is assigned by: its timestamp or the wall clock.
   std::int64_t time_of(const In& r, std::int64_t now) const {
-    return event_time() ? (*timestamps_)(r) : now;
+    return event_time() ? (*this->timestamps_)(r) : now;
   }
 
   /// Registers the timer of window `w` of a key: firing, or (past it,
@@ -241,7 +237,7 @@ class window_stage_base : public emitting_stage<In, Out> {
 
   void late_record(const In& r) {
     late_->add(1);
-    if (!late_tag_.empty()) sides_.emit(late_tag_, r);
+    if (!late_tag_.empty()) this->sides_.emit(late_tag_, r);
   }
 
   void fire_processing(std::int64_t now) {
@@ -249,9 +245,8 @@ class window_stage_base : public emitting_stage<In, Out> {
   }
 
   /// Fires (or cleans up) the window of one timer.
-  virtual void on_window_timer(key_group kg, const K& key,
-                               const time_window& w, bool cleanup,
-                               emitter<Out>& out) = 0;
+  virtual void on_window_timer(key_group kg, const K& key, const time_window& w,
+                               bool cleanup, emitter<Out>& out) = 0;
 
   using timers = window_timers<K>;
 
@@ -268,18 +263,12 @@ class window_stage_base : public emitting_stage<In, Out> {
                             t.kg, t.key);
       }
     });
-    sides_.spill();
+    this->sides_.spill();
   }
 
-  runtime::stage_context stage_ctx_;
-  key_group_assigner assign_;
-  side_output_set sides_;
-  KeyFn key_fn_;
   window_assigner assigner_;
   std::int64_t lateness_;
   std::string late_tag_;
-  std::shared_ptr<const timestamp_fn<In>> timestamps_;
-  std::unique_ptr<state::keyed_backend> backend_;
   counter* late_ = nullptr;
   std::int64_t watermark_ = runtime::min_watermark;
   timers event_timers_;
@@ -320,15 +309,15 @@ class window_stage final : public window_stage_base<In, Out, K, KeyFn> {
     const bool tumbling =
         this->assigner_.shape == window_assigner::kind::tumbling;
     this->each(records, [&](const In& r, emitter<Out>& out) {
-      const auto& key = std::invoke(this->key_fn_, r);
-      auto kg = this->assign_(hash_key(key));
+      const auto& key = this->key_of(r);
+      auto kg = this->group_of(key);
       auto ts = this->time_of(r, now);
       if (tumbling) {
         // One window; consecutive records mostly share it, which saves the
         // division of computing its start.
         if (ts < last_.start || ts >= last_.end) {
-          auto start = window_assigner::window_start(
-              ts, this->assigner_.offset, this->assigner_.size);
+          auto start = window_assigner::window_start(ts, this->assigner_.offset,
+                                                     this->assigner_.size);
           last_ = {start, start + this->assigner_.size};
         }
         if (!add(kg, key, r, last_, out)) this->late_record(r);
@@ -376,8 +365,7 @@ class window_stage final : public window_stage_base<In, Out, K, KeyFn> {
 /// Session windows: per key, the open sessions and their contents; a record
 /// opens [ts, ts + gap) and merges every session it touches.
 template <class In, class Out, class K, class KeyFn, class W>
-class session_window_stage final
-    : public window_stage_base<In, Out, K, KeyFn> {
+class session_window_stage final : public window_stage_base<In, Out, K, KeyFn> {
   using base = window_stage_base<In, Out, K, KeyFn>;
   using acc_type = typename W::acc_type;
   using sessions = std::vector<std::pair<time_window, acc_type>>;
@@ -389,8 +377,7 @@ class session_window_stage final
                        runtime::stage_object* next, KeyFn key_fn,
                        window_assigner assigner, std::int64_t lateness,
                        std::string late_tag,
-                       std::shared_ptr<const timestamp_fn<In>> timestamps,
-                       W fn)
+                       std::shared_ptr<const timestamp_fn<In>> timestamps, W fn)
       : base(ctx, next, std::move(key_fn), assigner, lateness,
              std::move(late_tag), std::move(timestamps)),
         fn_(std::move(fn)) {}
@@ -411,8 +398,8 @@ class session_window_stage final
   void push(std::vector<In>& records) override {
     auto now = this->event_time() ? 0 : processing_time_now();
     this->each(records, [&](const In& r, emitter<Out>& out) {
-      const auto& key = std::invoke(this->key_fn_, r);
-      auto kg = this->assign_(hash_key(key));
+      const auto& key = this->key_of(r);
+      auto kg = this->group_of(key);
       auto ts = this->time_of(r, now);
       time_window w{ts, ts + this->assigner_.gap};
       if (this->window_late(w)) return this->late_record(r);

@@ -32,7 +32,8 @@ class output_gate {
 
   /// Sends a watermark or idle event on output channel `channel`, in order
   /// after the batches emitted before it.
-  virtual void emit_event(std::uint32_t channel, const control_event& event) = 0;
+  virtual void emit_event(std::uint32_t channel,
+                          const control_event& event) = 0;
 };
 
 class stage_object;

@@ -160,7 +160,7 @@ class task final : public output_gate {
   std::uint32_t blocked_outputs_ = 0;
   std::uint32_t next_input_ = 0;
   std::int64_t watermark_ = min_watermark;
-  bool idle_ = false;            ///< Every live input is idle.
+  bool idle_ = false;           ///< Every live input is idle.
   std::int64_t aligning_ = -1;  ///< Barrier being aligned, or -1.
   bool eoi_sent_ = false;
   bool closed_ = false;

@@ -67,8 +67,7 @@ class state_error : public std::runtime_error {
 template <class K, class N, class V>
 class table {
  public:
-  using visitor =
-      std::function<void(key_group, const K&, const N&, const V&)>;
+  using visitor = std::function<void(key_group, const K&, const N&, const V&)>;
 
   virtual ~table() = default;
 
@@ -77,8 +76,7 @@ class table {
 
   /// The value for modification, default-constructed (and `created` set)
   /// when absent. Valid until the next call on the table.
-  virtual V& upsert(key_group kg, const K& key, const N& ns,
-                    bool& created) = 0;
+  virtual V& upsert(key_group kg, const K& key, const N& ns, bool& created) = 0;
 
   /// Removes the value if present.
   virtual void erase(key_group kg, const K& key, const N& ns) = 0;
@@ -252,13 +250,13 @@ class leveldb_table final : public table<K, N, V> {
       K key{};
       N ns{};
       V value{};
-      auto st = store_->scan(lo, hi, [&](std::string_view k,
-                                         std::string_view v) {
-        decode_key(k, key, ns);
-        decode(v, value);
-        fn(kg, key, ns, value);
-        return true;
-      });
+      auto st =
+          store_->scan(lo, hi, [&](std::string_view k, std::string_view v) {
+            decode_key(k, key, ns);
+            decode(v, value);
+            fn(kg, key, ns, value);
+            return true;
+          });
       check(st);
     }
   }
@@ -397,7 +395,8 @@ class keyed_backend {
   template <class K, class N, class V>
   std::unique_ptr<table<K, N, V>> make_table(const std::string& name) {
     auto id = register_state(name);
-    if (!store_) return std::make_unique<memory_table<K, N, V>>(max_parallelism_);
+    if (!store_)
+      return std::make_unique<memory_table<K, N, V>>(max_parallelism_);
     return std::make_unique<leveldb_table<K, N, V>>(*store_, id,
                                                     cache_entries_);
   }
