@@ -9,6 +9,9 @@
 // - a record all of whose windows are past max + L is late: it goes to the
 //   late side output and is counted in `stream_late_records_total`.
 // Processing-time windows fire when the wall clock passes their end.
+// Sessions: a record is late when its own window [ts, ts + gap) is past the
+// lateness, judged before merging (Flink merges first, so a late record that
+// touches a live session can still join it there).
 
 #include <algorithm>
 #include <cstdint>
