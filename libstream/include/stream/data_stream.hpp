@@ -326,11 +326,13 @@ class keyed_stream {
   data_stream<T> reduce(F fn) const {
     struct step {
       F fn;
-      void operator()(const K& key, const T& r, std::unordered_map<K, T>& state,
+      void operator()(const K&, const T& r, T& acc, bool created,
                       emitter<T>& out) {
-        auto [it, fresh] = state.try_emplace(key, r);
-        if (!fresh) it->second = std::invoke(fn, std::as_const(it->second), r);
-        out.emit(it->second);
+        if (created)
+          acc = r;
+        else
+          acc = std::invoke(fn, std::as_const(acc), r);
+        out.emit(acc);
       }
     };
     return keyed<T, T>("reduce", step{std::move(fn)});
@@ -346,11 +348,11 @@ class keyed_stream {
       Acc init;
       Add add;
       Result result;
-      void operator()(const K& key, const T& r,
-                      std::unordered_map<K, Acc>& state, emitter<U>& out) {
-        auto [it, fresh] = state.try_emplace(key, init);
-        std::invoke(add, it->second, r);
-        out.emit(std::invoke(result, key, std::as_const(it->second)));
+      void operator()(const K& key, const T& r, Acc& acc, bool created,
+                      emitter<U>& out) {
+        if (created) acc = init;
+        std::invoke(add, acc, r);
+        out.emit(std::invoke(result, key, std::as_const(acc)));
       }
     };
     return keyed<U, Acc>(
@@ -411,8 +413,8 @@ class keyed_stream {
     stage_factory factory = [key_fn, step](const runtime::stage_context& ctx,
                                            runtime::stage_object* next) {
       return std::unique_ptr<runtime::stage_object>{
-          new detail::keyed_stage<T, U, K, KeyFn, S, Step>(ctx, next, key_fn,
-                                                           step)};
+          new detail::rolling_stage<T, U, K, KeyFn, S, Step>(ctx, next, key_fn,
+                                                             step)};
     };
     return input_.template then<U>(std::move(kind), std::move(factory), true,
                                    hash_router());

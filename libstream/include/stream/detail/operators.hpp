@@ -199,57 +199,6 @@ class identity_stage final : public operator_base<T, T> {
   }
 };
 
-/// Keyed state of one operator instance: one hash map per key group, so a
-/// key-group range can be snapshotted, moved or dropped on its own.
-template <class K, class S>
-class keyed_state_table {
- public:
-  using map_type = std::unordered_map<K, S>;
-
-  explicit keyed_state_table(std::uint32_t max_parallelism)
-      : groups_(max_parallelism) {}
-
-  /// The map of key group `kg`, created on first use.
-  map_type& group(key_group kg) {
-    auto& g = groups_[kg];
-    if (!g) g = std::make_unique<map_type>();
-    return *g;
-  }
-
- private:
-  std::vector<std::unique_ptr<map_type>> groups_;
-};
-
-/// Keyed operators: `Step` is called per record with the key, the record, the
-/// state map of its key group and an emitter.
-template <class In, class Out, class K, class KeyFn, class S, class Step>
-class keyed_stage final : public emitting_stage<In, Out> {
- public:
-  keyed_stage(const runtime::stage_context& ctx, runtime::stage_object* next,
-              KeyFn key_fn, Step step)
-      : emitting_stage<In, Out>(ctx, next),
-        assign_(ctx.max_parallelism),
-        state_(ctx.max_parallelism),
-        key_fn_(std::move(key_fn)),
-        step_(std::move(step)) {}
-
-  void push(std::vector<In>& records) override {
-    this->each(records, [this](const In& r, emitter<Out>& out) {
-      // Bound, not copied: a key function returning a reference (a string
-      // field, say) costs no allocation per record.
-      const auto& key = std::invoke(key_fn_, r);
-      auto kg = assign_(hash_key(key));
-      step_(key, r, state_.group(kg), out);
-    });
-  }
-
- private:
-  key_group_assigner assign_;
-  keyed_state_table<K, S> state_;
-  KeyFn key_fn_;
-  Step step_;
-};
-
 /// Copies every batch to several downstream consumers (a stream consumed
 /// more than once). The last consumer gets the original.
 template <class T>

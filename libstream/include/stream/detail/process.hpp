@@ -72,6 +72,47 @@ class keyed_operator : public emitting_stage<In, Out> {
   std::unique_ptr<state::keyed_backend> backend_;
 };
 
+/// Rolling keyed operators (reduce, aggregate): `Step` is called per record
+/// with the key, the record, the key's state in the backend (`created` when
+/// new) and an emitter.
+template <class In, class Out, class K, class KeyFn, class S, class Step>
+class rolling_stage final : public keyed_operator<In, Out, K, KeyFn> {
+  using base = keyed_operator<In, Out, K, KeyFn>;
+
+ public:
+  rolling_stage(const runtime::stage_context& ctx, runtime::stage_object* next,
+                KeyFn key_fn, Step step)
+      : base(ctx, next, std::move(key_fn), nullptr), step_(std::move(step)) {}
+
+  status open() override {
+    if (auto st = this->open_state(); !st.ok()) return st;
+    state_ = this->backend_->template make_table<K, state::void_namespace, S>(
+        "rolling");
+    return {};
+  }
+
+  void close() override {
+    state_.reset();
+    this->backend_.reset();
+  }
+
+  void push(std::vector<In>& records) override {
+    auto& table = *state_;
+    this->each(records, [&](const In& r, emitter<Out>& out) {
+      // Bound, not copied: a key function returning a reference (a string
+      // field, say) costs no allocation per record.
+      const auto& key = this->key_of(r);
+      bool created = false;
+      auto& s = table.upsert(this->group_of(key), key, {}, created);
+      step_(key, r, s, created, out);
+    });
+  }
+
+ private:
+  Step step_;
+  std::unique_ptr<state::table<K, state::void_namespace, S>> state_;
+};
+
 template <class Fn, class K>
 concept has_open = requires(Fn& fn, keyed_context<K>& ctx) {
   fn.open(ctx);
