@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "stream/metrics.hpp"
+#include "stream/nexmark.hpp"
 #include "stream/run.hpp"
 
 namespace stream {
@@ -330,6 +331,60 @@ TEST(rolling_aggregate, gives_the_same_totals_on_leveldb_as_in_memory) {
   EXPECT_EQ(memory.size(), 997u);
   EXPECT_EQ(leveldb, memory);
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace stream
+
+namespace stream {
+namespace {
+
+TEST(parsed_file_source, counts_each_bad_nexmark_line_in_the_metric) {
+  auto path =
+      ::testing::TempDir() + "/bad-" + std::to_string(::getpid()) + ".jsonl";
+  nexmark::generator_config cfg;
+  std::size_t good = 0, bad = 0;
+  {
+    std::ofstream out{path};
+    const char* broken[] = {
+        R"({"type":"bid","auction":1000)",                     // truncated
+        R"({"type":"lot","id":1})",                            // unknown type
+        R"({"type":"bid","auction":1,"bidder":2,"price":3})",  // missing
+        R"({"type":"bid","auction":"x","bidder":2,"price":3,"channel":"c","url":"u","dateTime":1,"extra":""})",
+        "",
+        "not json at all",
+    };
+    for (std::uint64_t i = 0; i < 3000; ++i) {
+      out << nexmark::to_json(nexmark::make_event(cfg, i)) << "\n";
+      ++good;
+      if (i % 500 == 7) {
+        out << broken[bad % std::size(broken)] << "\n";
+        ++bad;
+      }
+    }
+  }
+  environment env{test_options(1)};
+  auto got =
+      env.read_text_file<nexmark::event>(
+             path,
+             [](std::string_view line) { return nexmark::parse_json(line); })
+          .collect();
+  auto registry = std::make_shared<metrics_registry>();
+  execution_hooks hooks;
+  hooks.registry = registry;
+  auto report = execute(env, hooks);
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  auto events = got->records();
+  ASSERT_EQ(events.size(), good);
+  for (std::uint64_t i = 0; i < good; ++i)
+    ASSERT_EQ(events[i], nexmark::make_event(cfg, i)) << "event " << i;
+  double counted = 0;
+  for (const auto& f : registry->snapshot()) {
+    if (f.name != "stream_bad_records_total") continue;
+    for (const auto& s : f.samples) counted += s.value;
+  }
+  EXPECT_EQ(counted, static_cast<double>(bad));
+  std::remove(path.c_str());
 }
 
 }  // namespace
