@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -304,6 +305,8 @@ TEST_P(window_test, tumbling_aggregate_with_lateness_and_late_side_output) {
   ASSERT_TRUE(report.ok()) << report.error().to_string();
   auto got = sorted(out->records());
   auto want = sorted(ref.results);
+  std::printf("tumbling: %zu firings (reference %zu), %zu late records\n",
+              got.size(), want.size(), late_out->records().size());
   ASSERT_EQ(got.size(), want.size());
   EXPECT_EQ(got, want);
   EXPECT_EQ(keys_of(late_out->records()), keys_of(ref.late));
@@ -350,6 +353,8 @@ TEST_P(window_test, sliding_reduce_and_process_window_function) {
           .collect();
   auto report = execute(env);
   ASSERT_TRUE(report.ok()) << report.error().to_string();
+  std::printf("sliding: %zu firings (reference %zu)\n",
+              processed->records().size(), ref.results.size());
   EXPECT_EQ(sorted(processed->records()), sorted(ref.results));
   // The reduce output has no window: compare (key, sum) multisets.
   std::vector<std::pair<std::int64_t, std::int64_t>> got, want;
@@ -375,6 +380,11 @@ TEST_P(window_test, session_windows_merge_and_refire) {
   auto late_out = windowed.side_output(late).collect();
   auto report = execute(env);
   ASSERT_TRUE(report.ok()) << report.error().to_string();
+  std::printf(
+      "sessions: %zu firings (reference %zu), %zu late (reference "
+      "%zu)\n",
+      out->records().size(), ref.results.size(), late_out->records().size(),
+      ref.late.size());
   EXPECT_EQ(sorted(out->records()), sorted(ref.results));
   EXPECT_EQ(keys_of(late_out->records()), keys_of(ref.late));
 }
@@ -486,6 +496,9 @@ std::chrono::milliseconds first_result_with_a_silent_input(bool idleness) {
 TEST(event_time, an_idle_source_does_not_stall_the_watermark) {
   auto with = first_result_with_a_silent_input(true);
   auto without = first_result_with_a_silent_input(false);
+  std::printf("first window result: %lld ms with idleness, %lld ms without\n",
+              static_cast<long long>(with.count()),
+              static_cast<long long>(without.count()));
   // A runs 1.5 s; B is silent for 2.5 s. Idle, B holds nothing back and
   // windows fire while A runs; not idle, nothing fires before B speaks.
   EXPECT_LT(with, std::chrono::milliseconds{1000}) << with.count();
