@@ -548,3 +548,83 @@ TEST(processing_time, tumbling_windows_fire_after_their_end) {
 }
 
 }  // namespace stream::window_test
+
+namespace stream::window_test {
+
+TEST(processing_time, sliding_windows_count_each_record_size_over_slide_times) {
+  environment env{plain_options()};
+  constexpr std::uint64_t n = 3000;
+  auto sink = std::make_shared<arrivals>();
+  env.from_generator(
+         [](std::uint64_t i) {
+           return ev{static_cast<std::int64_t>(i % 5), 0, 1};
+         },
+         {.count = n, .rate = 6000})
+      .key_by(by_key)
+      .window(sliding_processing_time_windows(std::chrono::milliseconds{200},
+                                              std::chrono::milliseconds{50}))
+      .aggregate(
+          std::int64_t{0}, [](std::int64_t& c, const ev&) { ++c; },
+          [](const std::int64_t& key, const time_window& w,
+             const std::int64_t& c) {
+            return fired{key, w.start, w.end, 0, c};
+          })
+      .for_each([sink](const fired& f) { sink->add(f); });
+  auto report = execute(env);
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  std::lock_guard<std::mutex> g{sink->mtx};
+  std::int64_t total = 0;
+  std::set<std::tuple<std::int64_t, std::int64_t>> seen;
+  for (const auto& [f, at] : sink->seen) {
+    total += f.count;
+    EXPECT_EQ(f.end - f.start, 200);
+    EXPECT_EQ(f.start % 50, 0);
+    EXPECT_TRUE(seen.emplace(f.key, f.start).second) << "fired twice: " << f;
+  }
+  // Every record lies in exactly 200 / 50 windows, and every window fires
+  // (at the latest at the end of input).
+  EXPECT_EQ(total, static_cast<std::int64_t>(4 * n));
+}
+
+TEST(processing_time, session_windows_split_at_silences) {
+  environment env{plain_options()};
+  // Two bursts of records 1 s apart: the generator stalls once, at record
+  // 1000 (the records of that pull arrive after the stall). A 250 ms
+  // session gap separates the bursts and tolerates scheduling hiccups.
+  auto sink = std::make_shared<arrivals>();
+  env.from_generator(
+         [](std::uint64_t i) {
+           if (i == 1000)
+             std::this_thread::sleep_for(std::chrono::milliseconds{1000});
+           return ev{static_cast<std::int64_t>(i % 2), 0, 1};
+         },
+         {.count = 2000, .rate = 20000})
+      .key_by(by_key)
+      .window(processing_time_session_windows(std::chrono::milliseconds{250}))
+      .aggregate(
+          std::int64_t{0}, [](std::int64_t& c, const ev&) { ++c; },
+          [](std::int64_t& a, const std::int64_t& b) { a += b; },
+          [](const std::int64_t& key, const time_window& w,
+             const std::int64_t& c) {
+            return fired{key, w.start, w.end, 0, c};
+          })
+      .for_each([sink](const fired& f) { sink->add(f); });
+  auto report = execute(env);
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  std::lock_guard<std::mutex> g{sink->mtx};
+  std::map<std::int64_t, std::vector<fired>> per_key;
+  for (const auto& [f, at] : sink->seen) per_key[f.key].push_back(f);
+  ASSERT_EQ(per_key.size(), 2u);
+  for (auto& [key, sessions] : per_key) {
+    std::sort(sessions.begin(), sessions.end());
+    // Two sessions per key holding all 1,000 of its records, the second
+    // starting after the first one's gap ran out.
+    ASSERT_EQ(sessions.size(), 2u) << "key " << key;
+    EXPECT_GT(sessions[0].count, 0);
+    EXPECT_GT(sessions[1].count, 0);
+    EXPECT_EQ(sessions[0].count + sessions[1].count, 1000);
+    EXPECT_LE(sessions[0].end, sessions[1].start);
+  }
+}
+
+}  // namespace stream::window_test
