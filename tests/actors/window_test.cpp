@@ -444,6 +444,34 @@ job_options plain_options() {
   return o;
 }
 
+/// Counts the records of `in` per key and window of `assigner`; each
+/// result's `sum` is the processing time it fired at.
+std::shared_ptr<arrivals> count_per_window(data_stream<ev> in,
+                                           window_assigner assigner) {
+  auto sink = std::make_shared<arrivals>();
+  in.key_by(by_key)
+      .window(assigner)
+      .aggregate(
+          std::int64_t{0}, [](std::int64_t& c, const ev&) { ++c; },
+          [](std::int64_t& a, const std::int64_t& b) { a += b; },
+          [](const std::int64_t& key, const time_window& w,
+             const std::int64_t& c) {
+            return fired{key, w.start, w.end, processing_time_now(), c};
+          })
+      .for_each([sink](const fired& f) { sink->add(f); });
+  return sink;
+}
+
+/// `n` records over `keys` keys at `rate` per second.
+data_stream<ev> steady_input(environment& env, std::uint64_t n,
+                             std::int64_t keys, double rate) {
+  return env.from_generator(
+      [keys](std::uint64_t i) {
+        return ev{static_cast<std::int64_t>(i) % keys, 0, 1};
+      },
+      {.count = n, .rate = rate});
+}
+
 /// Source A produces for 1.5 s; source B says nothing for 2.5 s after its
 /// first record, then one more, then ends. Returns when the first window
 /// result arrived.
@@ -469,17 +497,9 @@ std::chrono::milliseconds first_result_with_a_silent_input(bool idleness) {
                   },
                   {.count = 2, .rate = 0.4})
                .assign_timestamps_and_watermarks(strategy);
-  auto sink = std::make_shared<arrivals>();
-  a.union_with(b)
-      .key_by(by_key)
-      .window(tumbling_event_time_windows(std::chrono::milliseconds{100}))
-      .aggregate(
-          std::int64_t{0}, [](std::int64_t& n, const ev&) { ++n; },
-          [](const std::int64_t& key, const time_window& w,
-             const std::int64_t& n) {
-            return fired{key, w.start, w.end, 0, n};
-          })
-      .for_each([sink](const fired& f) { sink->add(f); });
+  auto sink = count_per_window(
+      a.union_with(b),
+      tumbling_event_time_windows(std::chrono::milliseconds{100}));
   auto start = std::chrono::steady_clock::now();
   auto report = execute(env);
   EXPECT_TRUE(report.ok()) << report.error().to_string();
@@ -508,23 +528,9 @@ TEST(event_time, an_idle_source_does_not_stall_the_watermark) {
 TEST(processing_time, tumbling_windows_fire_after_their_end) {
   environment env{plain_options()};
   constexpr std::uint64_t n = 6000;
-  auto sink = std::make_shared<arrivals>();
-  env.from_generator(
-         [](std::uint64_t i) {
-           return ev{static_cast<std::int64_t>(i % 3), 0, 1};
-         },
-         {.count = n, .rate = 6000})
-      .key_by(by_key)
-      .window(tumbling_processing_time_windows(std::chrono::milliseconds{100}))
-      .aggregate(
-          std::int64_t{0}, [](std::int64_t& c, const ev&) { ++c; },
-          [](const std::int64_t& key, const time_window& w,
-             const std::int64_t& c) {
-            return fired{key, w.start, w.end,
-                         processing_time_now(),  // when it fired
-                         c};
-          })
-      .for_each([sink](const fired& f) { sink->add(f); });
+  auto sink = count_per_window(
+      steady_input(env, n, 3, 6000),
+      tumbling_processing_time_windows(std::chrono::milliseconds{100}));
   auto report = execute(env);
   ASSERT_TRUE(report.ok()) << report.error().to_string();
   std::lock_guard<std::mutex> g{sink->mtx};
@@ -547,29 +553,13 @@ TEST(processing_time, tumbling_windows_fire_after_their_end) {
   }
 }
 
-}  // namespace stream::window_test
-
-namespace stream::window_test {
-
 TEST(processing_time, sliding_windows_count_each_record_size_over_slide_times) {
   environment env{plain_options()};
   constexpr std::uint64_t n = 3000;
-  auto sink = std::make_shared<arrivals>();
-  env.from_generator(
-         [](std::uint64_t i) {
-           return ev{static_cast<std::int64_t>(i % 5), 0, 1};
-         },
-         {.count = n, .rate = 6000})
-      .key_by(by_key)
-      .window(sliding_processing_time_windows(std::chrono::milliseconds{200},
-                                              std::chrono::milliseconds{50}))
-      .aggregate(
-          std::int64_t{0}, [](std::int64_t& c, const ev&) { ++c; },
-          [](const std::int64_t& key, const time_window& w,
-             const std::int64_t& c) {
-            return fired{key, w.start, w.end, 0, c};
-          })
-      .for_each([sink](const fired& f) { sink->add(f); });
+  auto sink = count_per_window(
+      steady_input(env, n, 5, 6000),
+      sliding_processing_time_windows(std::chrono::milliseconds{200},
+                                      std::chrono::milliseconds{50}));
   auto report = execute(env);
   ASSERT_TRUE(report.ok()) << report.error().to_string();
   std::lock_guard<std::mutex> g{sink->mtx};
@@ -591,24 +581,15 @@ TEST(processing_time, session_windows_split_at_silences) {
   // Two bursts of records 1 s apart: the generator stalls once, at record
   // 1000 (the records of that pull arrive after the stall). A 250 ms
   // session gap separates the bursts and tolerates scheduling hiccups.
-  auto sink = std::make_shared<arrivals>();
-  env.from_generator(
-         [](std::uint64_t i) {
-           if (i == 1000)
-             std::this_thread::sleep_for(std::chrono::milliseconds{1000});
-           return ev{static_cast<std::int64_t>(i % 2), 0, 1};
-         },
-         {.count = 2000, .rate = 20000})
-      .key_by(by_key)
-      .window(processing_time_session_windows(std::chrono::milliseconds{250}))
-      .aggregate(
-          std::int64_t{0}, [](std::int64_t& c, const ev&) { ++c; },
-          [](std::int64_t& a, const std::int64_t& b) { a += b; },
-          [](const std::int64_t& key, const time_window& w,
-             const std::int64_t& c) {
-            return fired{key, w.start, w.end, 0, c};
-          })
-      .for_each([sink](const fired& f) { sink->add(f); });
+  auto input = env.from_generator(
+      [](std::uint64_t i) {
+        if (i == 1000)
+          std::this_thread::sleep_for(std::chrono::milliseconds{1000});
+        return ev{static_cast<std::int64_t>(i % 2), 0, 1};
+      },
+      {.count = 2000, .rate = 20000});
+  auto sink = count_per_window(
+      input, processing_time_session_windows(std::chrono::milliseconds{250}));
   auto report = execute(env);
   ASSERT_TRUE(report.ok()) << report.error().to_string();
   std::lock_guard<std::mutex> g{sink->mtx};

@@ -115,9 +115,12 @@ TEST_P(state_test, map_state_matches_a_std_map) {
     int uk = static_cast<int>(rng() % 30);
     switch (rng() % 4) {
       case 0:
-      case 1:
         m.put(uk, std::to_string(step));
         model[key][uk] = std::to_string(step);
+        break;
+      case 1:  // in place: appends to the value, or starts it empty
+        m.update(uk, [&](std::string& v) { v += std::to_string(step); });
+        model[key][uk] += std::to_string(step);
         break;
       case 2:
         m.remove(uk);
@@ -140,6 +143,11 @@ TEST_P(state_test, map_state_matches_a_std_map) {
     std::vector<std::pair<int, std::string>> want(entries.begin(),
                                                   entries.end());
     EXPECT_EQ(m.entries(), want) << key;
+    std::vector<std::pair<int, std::string>> visited;
+    m.for_each([&](const int& k, const std::string& v) {
+      visited.emplace_back(k, v);
+    });
+    EXPECT_EQ(visited, want) << key;
     EXPECT_EQ(m.empty(), want.empty());
   }
 }

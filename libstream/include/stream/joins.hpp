@@ -83,19 +83,19 @@ struct interval_join_fn {
     if (ts < ctx.current_watermark()) return;  // late: not joined
     if (e.index() == 0) {
       const auto& x = std::get<0>(e);
-      for (const auto& [tb, ys] : right.entries()) {
-        if (tb < ts + lower || tb > ts + upper) continue;
+      right.for_each([&](std::int64_t tb, const std::vector<B>& ys) {
+        if (tb < ts + lower || tb > ts + upper) return;
         for (const auto& y : ys) std::invoke(fn, x, y, out);
-      }
-      add(left, ts, x);
+      });
+      left.update(ts, [&](std::vector<A>& xs) { xs.push_back(x); });
       ctx.register_event_time_timer(ts + std::max<std::int64_t>(upper, 0) + 1);
     } else {
       const auto& y = std::get<1>(e);
-      for (const auto& [ta, xs] : left.entries()) {
-        if (ts < ta + lower || ts > ta + upper) continue;
+      left.for_each([&](std::int64_t ta, const std::vector<A>& xs) {
+        if (ts < ta + lower || ts > ta + upper) return;
         for (const auto& x : xs) std::invoke(fn, x, y, out);
-      }
-      add(right, ts, y);
+      });
+      right.update(ts, [&](std::vector<B>& ys) { ys.push_back(y); });
       ctx.register_event_time_timer(ts + std::max<std::int64_t>(-lower, 0) + 1);
     }
   }
@@ -106,13 +106,6 @@ struct interval_join_fn {
     // right records likewise.
     drop(left, time - std::max<std::int64_t>(upper, 0));
     drop(right, time - std::max<std::int64_t>(-lower, 0));
-  }
-
-  template <class S, class V>
-  static void add(S& side, std::int64_t ts, const V& v) {
-    auto list = side.get(ts).value_or(std::vector<V>{});
-    list.push_back(v);
-    side.put(ts, std::move(list));
   }
 
   template <class S>

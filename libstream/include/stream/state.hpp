@@ -105,8 +105,6 @@ class keyed_cell final : public state_cell<X> {
 
   void clear() override { table_->erase(scope_->kg, *scope_->key, {}); }
 
-  state::table<K, state::void_namespace, stored>& table() { return *table_; }
-
  private:
   std::unique_ptr<state::table<K, state::void_namespace, stored>> table_;
   const key_scope<K>* scope_;
@@ -205,7 +203,27 @@ class map_state {
     if (it != m.end() && it->first == k) m.erase(it);
     if (m.empty()) cell_->clear();
   }
-  /// Every entry of the current key, sorted by user key.
+  /// Calls fn(const UK&, const UV&) for every entry of the current key in
+  /// key order, without copying them. `fn` must not modify the state.
+  template <class F>
+  void for_each(F&& fn) const {
+    if (const auto* m = cell_->get()) {
+      for (const auto& [k, v] : *m) fn(k, v);
+    }
+  }
+
+  /// Calls fn(UV&) on the value of `k` in place, default-constructed when
+  /// absent.
+  template <class F>
+  void update(const UK& k, F&& fn) {
+    bool created = false;
+    auto& m = cell_->mutate(created);
+    auto it = lower(m, k);
+    if (it == m.end() || it->first != k) it = m.emplace(it, k, UV{});
+    fn(it->second);
+  }
+
+  /// Every entry of the current key, sorted by user key (a copy).
   entries_type entries() const {
     const auto* m = cell_->get();
     return m == nullptr ? entries_type{} : *m;
@@ -337,14 +355,6 @@ class timer_queue {
   }
 
   std::size_t size() const noexcept { return live_.size(); }
-
-  /// Calls fn(timer) for the live timers of key groups in `range`.
-  template <class F>
-  void for_each(key_group_range range, F&& fn) const {
-    for (const auto& t : live_) {
-      if (range.contains(t.kg)) fn(t);
-    }
-  }
 
  private:
   struct timer_hash {

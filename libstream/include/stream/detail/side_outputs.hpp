@@ -38,14 +38,6 @@ class side_output_set {
     static_cast<buffer<U>&>(*l->buffer).add(std::move(value));
   }
 
-  /// True when someone consumes `tag`.
-  bool consumed(const std::string& tag) const {
-    for (const auto& l : links_) {
-      if (l.tag == tag) return true;
-    }
-    return false;
-  }
-
   /// Hands buffered records downstream (end of every batch).
   void spill() {
     for (auto& l : links_) {

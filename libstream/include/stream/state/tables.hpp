@@ -387,7 +387,6 @@ class keyed_backend {
   ~keyed_backend();
 
   bool persistent() const noexcept { return store_ != nullptr; }
-  std::uint32_t max_parallelism() const noexcept { return max_parallelism_; }
 
   /// Creates the table of the state named `name` (names are unique per
   /// operator, at most 65535 of them; the n-th name gets id n). Throws
@@ -400,9 +399,6 @@ class keyed_backend {
     return std::make_unique<leveldb_table<K, N, V>>(*store_, id,
                                                     cache_entries_);
   }
-
-  /// The names of the states, by id.
-  const std::vector<std::string>& states() const noexcept { return names_; }
 
  private:
   keyed_backend() = default;
