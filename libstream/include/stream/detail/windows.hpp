@@ -8,7 +8,7 @@
 //   and every record arriving in that time fires it again (updated result);
 // - a record all of whose windows are past max + L is late: it goes to the
 //   late side output and is counted in `stream_late_records_total`.
-// Processing-time windows fire when the wall clock passes their end.
+// Processing-time windows fire once the wall clock reaches their end.
 // Sessions: a record is late when its own window [ts, ts + gap) is past the
 // lateness, judged before merging (Flink merges first, so a late record that
 // touches a live session can still join it there).
@@ -243,8 +243,11 @@ class window_stage_base : public keyed_operator<In, Out, K, KeyFn> {
     if (!late_tag_.empty()) this->sides_.emit(late_tag_, r);
   }
 
+  /// Fires the processing-time windows that ended: end <= now, i.e. max
+  /// timestamp < now. Firing at max == now would let a record arriving in
+  /// that same millisecond reopen the window and fire it twice.
   void fire_processing(std::int64_t now) {
-    if (processing_timers_.next_time() <= now) fire(processing_timers_, now);
+    if (processing_timers_.next_time() < now) fire(processing_timers_, now - 1);
   }
 
   /// Fires (or cleans up) the window of one timer.
