@@ -2,23 +2,17 @@
 #include <cstdio>
 #include <thread>
 
+#include "coordinator.hpp"
 #include "messages.hpp"
 #include "stream/metrics.hpp"
 #include "stream/metrics_server.hpp"
 #include "stream/run.hpp"
-#include "task_actor.hpp"
 
 namespace stream {
 
 namespace {
 
 using clock = std::chrono::steady_clock;
-
-struct deployed_task {
-  caf::actor handle;
-  std::uint32_t chain = 0;
-  bool is_source = false;
-};
 
 caf::actor_system_config make_config(const job_options& options) {
   caf::actor_system_config cfg;
@@ -27,55 +21,10 @@ caf::actor_system_config make_config(const job_options& options) {
                      : std::max(1U, std::thread::hardware_concurrency());
   cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
   // A busy actor gives its thread up after this many messages, so timers
-  // and the runner are never starved (CAF-NOTES: unlimited starved a timer
-  // for a second; 100-1000 cost nothing measurable).
+  // and the coordinator are never starved (CAF-NOTES: unlimited starved a
+  // timer for a second; 100-1000 cost nothing measurable).
   cfg.set("scheduler.max-throughput", static_cast<size_t>(100));
   return cfg;
-}
-
-std::vector<deployed_task> deploy(caf::actor_system& sys,
-                                  const caf::actor& runner,
-                                  const job_graph& graph,
-                                  const execution_plan& plan,
-                                  metrics_registry& registry,
-                                  const job_options& options) {
-  std::vector<deployed_task> tasks;
-  std::vector<std::vector<caf::actor>> by_chain(plan.chains().size());
-  for (const auto& c : plan.chains()) {
-    for (std::uint32_t s = 0; s < c.parallelism; ++s) {
-      actors::task_actor_config cfg{&graph, &plan, &registry, options,
-                                    c.id,   s,     runner};
-      auto a = sys.spawn<actors::task_actor>(std::move(cfg));
-      by_chain[c.id].push_back(a);
-      bool source =
-          graph.at(c.nodes.front()).kind == job_graph::node_kind::source;
-      tasks.push_back({a, c.id, source});
-    }
-  }
-  // Every channel is numbered by the plan at both ends; wiring tells each
-  // task the peer actor and the peer's channel number.
-  for (const auto& c : plan.chains()) {
-    for (std::uint32_t s = 0; s < c.parallelism; ++s) {
-      std::vector<caf::actor> outs;
-      std::vector<std::uint32_t> out_peer;
-      for (const auto& ref : plan.outputs(c.id, s)) {
-        outs.push_back(
-            by_chain[plan.edge(ref.edge).to_chain][ref.peer_subtask]);
-        out_peer.push_back(plan.input_channel(ref.edge, s));
-      }
-      std::vector<caf::actor> ins;
-      std::vector<std::uint32_t> in_peer;
-      for (const auto& ref : plan.inputs(c.id, s)) {
-        ins.push_back(
-            by_chain[plan.edge(ref.edge).from_chain][ref.peer_subtask]);
-        in_peer.push_back(plan.output_channel(ref.edge, s));
-      }
-      caf::anon_send(by_chain[c.id][s], actors::wire_atom::value,
-                     std::move(outs), std::move(out_peer), std::move(ins),
-                     std::move(in_peer));
-    }
-  }
-  return tasks;
 }
 
 std::uint64_t source_records(const metrics_registry& registry,
@@ -100,12 +49,54 @@ std::uint64_t source_records(const metrics_registry& registry,
   return static_cast<std::uint64_t>(total);
 }
 
+/// Resolves --restore and checks that sources and sinks keep their
+/// parallelism (their state is per subtask).
+result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
+    const environment& env, const execution_plan& plan) {
+  const auto& options = env.options();
+  if (options.restore.empty())
+    return std::shared_ptr<const checkpoint::restore_point>{};
+  std::vector<std::string> skipped;
+  auto point = checkpoint::resolve(options.restore, options.job_name,
+                                   env.graph().fingerprint(), skipped);
+  for (const auto& s : skipped) std::fprintf(stderr, "stream: %s\n", s.c_str());
+  if (!point) return point.error();
+  if (point->meta.max_parallelism != options.max_parallelism)
+    return status{errc::invalid_config,
+                  "checkpoint '" + point->folder + "' was taken with " +
+                      std::to_string(point->meta.max_parallelism) +
+                      " key groups (--max-parallelism), this job has " +
+                      std::to_string(options.max_parallelism)};
+  for (const auto& c : plan.chains()) {
+    for (auto id : c.nodes) {
+      const auto* op = point->meta.find(id);
+      if (op == nullptr || op->parallelism == c.parallelism) continue;
+      if (env.graph().at(id).kind == job_graph::node_kind::operator_) continue;
+      return status{errc::invalid_config,
+                    "'" + op->name + "' ran with parallelism " +
+                        std::to_string(op->parallelism) + " in '" +
+                        point->folder + "', now " +
+                        std::to_string(c.parallelism) +
+                        ": sources and sinks must keep their parallelism"};
+    }
+  }
+  std::fprintf(stderr, "stream: restoring %s %lld from %s\n",
+               point->meta.kind == checkpoint::snapshot_kind::savepoint
+                   ? "savepoint"
+                   : "checkpoint",
+               static_cast<long long>(point->meta.id), point->folder.c_str());
+  return std::shared_ptr<const checkpoint::restore_point>{
+      std::make_shared<checkpoint::restore_point>(std::move(*point))};
+}
+
 }  // namespace
 
 result<job_report> execute(environment& env, const execution_hooks& hooks) {
   const auto& options = env.options();
   auto plan = execution_plan::build(env.graph(), options, env.chaining());
   if (!plan) return plan.error();
+  auto restore = resolve_restore(env, *plan);
+  if (!restore) return restore.error();
   auto registry =
       hooks.registry ? hooks.registry : std::make_shared<metrics_registry>();
   std::unique_ptr<metrics_server> server;
@@ -121,52 +112,56 @@ result<job_report> execute(environment& env, const execution_hooks& hooks) {
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
   const auto start = clock::now();
-  auto tasks = deploy(sys, self, env.graph(), *plan, *registry, options);
-  for (auto& t : tasks) {
-    self->monitor(t.handle);
-    self->send(t.handle, actors::start_atom::value);
-  }
+  actors::coordinator_config cc;
+  cc.graph = &env.graph();
+  cc.plan = &*plan;
+  cc.registry = registry.get();
+  cc.options = options;
+  cc.restore = *restore;
+  cc.runner = self;
+  auto coordinator = sys.spawn<actors::coordinator>(std::move(cc));
+  self->monitor(coordinator);
 
-  std::size_t running = tasks.size();
-  status failure;
-  std::string unexpected;
   bool stop_sent = false;
+  bool done = false;
+  std::uint32_t savepoints_seen =
+      hooks.savepoints != nullptr ? hooks.savepoints->load() : 0;
+  status failure;
+  job_report report;
   auto next_status = start + options.status_interval;
-  auto stop_all = [&](bool kill) {
-    for (auto& t : tasks) {
-      if (kill)
-        self->send_exit(t.handle, caf::exit_reason::kill);
-      else if (t.is_source)
-        self->send<caf::message_priority::high>(t.handle,
-                                                actors::stop_atom::value);
-    }
-  };
   // Bounded wait: every iteration ends within 100 ms, so a stop request or
   // a status line is never late by more than that.
-  while (running > 0) {
-    self->receive([&](actors::done_atom, std::uint32_t, std::uint32_t) {},
-                  [&](actors::failed_atom, const std::string& what) {
-                    if (failure.ok()) {
-                      failure = status{errc::operator_failed, what};
-                      stop_all(true);
-                    }
-                  },
-                  [&](caf::down_msg& down) {
-                    --running;
-                    if (down.reason &&
-                        down.reason != caf::exit_reason::normal &&
-                        unexpected.empty()) {
-                      unexpected = caf::to_string(down.reason);
-                      stop_all(true);
-                    }
-                  },
-                  caf::after(std::chrono::milliseconds(100)) >> [] {});
+  while (!done) {
+    self->receive(
+        [&](actors::result_atom, std::uint8_t code, const std::string& message,
+            bool stopped, const std::string& savepoint,
+            std::uint32_t restarts) {
+          if (code != 0) failure = status{static_cast<errc>(code), message};
+          report.stopped = stopped;
+          report.savepoint = savepoint;
+          report.restarts = restarts;
+        },
+        [&](caf::down_msg& down) {
+          done = true;
+          if (failure.ok() && down.reason &&
+              down.reason != caf::exit_reason::normal)
+            failure = status{errc::internal, "the coordinator failed: " +
+                                                 caf::to_string(down.reason)};
+        },
+        caf::after(std::chrono::milliseconds(100)) >> [] {});
     bool expired = options.stop_after.count() > 0 &&
                    clock::now() - start >= options.stop_after;
     if (!stop_sent &&
         (expired || (hooks.stop != nullptr && hooks.stop->load()))) {
       stop_sent = true;
-      stop_all(false);
+      self->send(coordinator, actors::stop_atom::value);
+    }
+    if (hooks.savepoints != nullptr) {
+      auto n = hooks.savepoints->load();
+      if (n != savepoints_seen) {
+        savepoints_seen = n;
+        self->send(coordinator, actors::savepoint_atom::value);
+      }
     }
     if (options.status_interval.count() > 0 && clock::now() >= next_status) {
       next_status += options.status_interval;
@@ -178,23 +173,9 @@ result<job_report> execute(environment& env, const execution_hooks& hooks) {
                    secs > 0 ? static_cast<double>(n) / secs : 0.0);
     }
   }
-  // A failing task reports why before it quits; collect a report that is
-  // still in the mailbox before settling for the bare exit reason.
-  if (failure.ok() && !unexpected.empty()) {
-    self->receive(
-        [&](actors::failed_atom, const std::string& what) {
-          failure = status{errc::operator_failed, what};
-        },
-        caf::after(std::chrono::milliseconds(0)) >> [] {});
-    if (failure.ok())
-      failure = status{errc::operator_failed,
-                       "a task ended unexpectedly: " + unexpected};
-  }
   if (!failure.ok()) return failure;
-  job_report report;
   report.elapsed = clock::now() - start;
   report.source_records = source_records(*registry, env.graph(), *plan);
-  report.stopped = stop_sent;
   return report;
 }
 

@@ -18,6 +18,9 @@ namespace {
 
 std::atomic<bool> stop_requested{false};
 std::atomic<int> signals_seen{0};
+std::atomic<std::uint32_t> savepoint_requests{0};
+
+extern "C" void on_savepoint_signal(int) { savepoint_requests.fetch_add(1); }
 
 extern "C" void on_stop_signal(int) {
   stop_requested.store(true);
@@ -31,6 +34,10 @@ void install_signal_handlers() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  struct sigaction usr {};
+  usr.sa_handler = on_savepoint_signal;
+  sigemptyset(&usr.sa_mask);
+  sigaction(SIGUSR1, &usr, nullptr);
 }
 
 /// A bad option: printed with a hint, exit code 2.
@@ -124,6 +131,37 @@ const common_option common_options[] = {
     {"state-cache-entries", "N",
      "leveldb backend: decoded entries cached per state, 0 = write through "
      "(default: 65536)"},
+    {"checkpoint-interval", "DURATION",
+     "take a checkpoint this often, 0 disables checkpoints (default: 0)"},
+    {"checkpoint-timeout", "DURATION",
+     "abort a checkpoint not complete after this long (default: 1m)"},
+    {"checkpoint-min-pause", "DURATION",
+     "least time between two checkpoints (default: 0)"},
+    {"checkpoint-dir", "DIR",
+     "checkpoints go to DIR/<job>/chk-<id> "
+     "(default: /tmp/stream-checkpoints)"},
+    {"savepoint-dir", "DIR",
+     "savepoints go to DIR/<job>/sp-<id> (default: the checkpoint dir)"},
+    {"checkpoints-retained", "N",
+     "completed checkpoints kept, 1..1000 (default: 3)"},
+    {"restore", "PATH",
+     "start from this checkpoint or savepoint folder, or from the newest "
+     "usable checkpoint under this directory"},
+    {"restart-strategy", "NAME",
+     "on a task failure: none, fixed-delay, exponential, failure-rate or "
+     "auto = exponential with checkpoints, none without (default: auto)"},
+    {"restart-attempts", "N",
+     "restarts before the job fails (exponential: 0 = unlimited; "
+     "failure-rate: failures per interval) (default: 10)"},
+    {"restart-delay", "DURATION",
+     "delay before a restart; exponential: the first one (default: 100ms)"},
+    {"restart-max-delay", "DURATION",
+     "exponential: cap of the delay (default: 10s)"},
+    {"restart-backoff-multiplier", "X",
+     "exponential: factor between delays, 1..100 (default: 2)"},
+    {"restart-failure-interval", "DURATION",
+     "failure-rate: the window failures are counted in; exponential: the "
+     "backoff resets after this long without failure (default: 1m)"},
 };
 
 std::string env_name(const std::string& option) {
@@ -150,6 +188,10 @@ po::options_description describe(const std::vector<app_option>& app,
   }
   common.add_options()("no-chaining", po::bool_switch(),
                        "give every operator its own actor");
+  common.add_options()(
+      "stop-with-savepoint", po::bool_switch(),
+      "on SIGINT/SIGTERM or --stop-after, take a savepoint and end without "
+      "draining the input (SIGUSR1 takes a savepoint at any time)");
   for (const auto& o : app) {
     std::string help = o.help;
     if (!o.default_value.empty()) help += " (default: " + o.default_value + ")";
@@ -248,6 +290,28 @@ parsed parse(int argc, char** argv, const std::vector<app_option>& app) {
   if (auto* v = text("state-backend")) o.state_backend = *v;
   if (auto* v = text("state-dir")) o.state_dir = *v;
   u32("state-cache-entries", o.state_cache_entries);
+  if (auto* v = text("checkpoint-interval"))
+    o.checkpoint_interval = parse_time_ms("checkpoint-interval", *v);
+  if (auto* v = text("checkpoint-timeout"))
+    o.checkpoint_timeout = parse_time_ms("checkpoint-timeout", *v);
+  if (auto* v = text("checkpoint-min-pause"))
+    o.checkpoint_min_pause = parse_time_ms("checkpoint-min-pause", *v);
+  if (auto* v = text("checkpoint-dir")) o.checkpoint_dir = *v;
+  if (auto* v = text("savepoint-dir")) o.savepoint_dir = *v;
+  u32("checkpoints-retained", o.checkpoints_retained);
+  if (auto* v = text("restore")) o.restore = *v;
+  o.stop_with_savepoint = vm["stop-with-savepoint"].as<bool>();
+  if (auto* v = text("restart-strategy")) o.restart_strategy = *v;
+  u32("restart-attempts", o.restart_attempts);
+  if (auto* v = text("restart-delay"))
+    o.restart_delay = parse_time_ms("restart-delay", *v);
+  if (auto* v = text("restart-max-delay"))
+    o.restart_max_delay = parse_time_ms("restart-max-delay", *v);
+  if (auto* v = text("restart-backoff-multiplier"))
+    o.restart_backoff_multiplier =
+        parse_number("restart-backoff-multiplier", *v);
+  if (auto* v = text("restart-failure-interval"))
+    o.restart_failure_interval = parse_time_ms("restart-failure-interval", *v);
   out.no_chaining = vm["no-chaining"].as<bool>();
   if (auto st = o.validate(); !st.ok()) throw usage_error{st.message()};
   for (const auto& a : app) {
@@ -293,6 +357,7 @@ int run(int argc, char** argv, const build_function& build,
     install_signal_handlers();
     execution_hooks hooks;
     hooks.stop = &stop_requested;
+    hooks.savepoints = &savepoint_requests;
     hooks.on_metrics_ready = [&](std::uint16_t port) {
       std::fprintf(stderr, "%s: metrics at http://%s:%u/metrics\n", prog,
                    env.options().metrics_address.c_str(),
@@ -312,6 +377,12 @@ int run(int argc, char** argv, const build_function& build,
         prog, report->stopped ? "stopped" : "finished", secs,
         static_cast<unsigned long long>(report->source_records),
         secs > 0 ? static_cast<double>(report->source_records) / secs : 0.0);
+    if (report->restarts > 0)
+      std::fprintf(stderr, "%s: %u restarts after failures\n", prog,
+                   report->restarts);
+    if (!report->savepoint.empty())
+      std::fprintf(stderr, "%s: last savepoint: %s\n", prog,
+                   report->savepoint.c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: error: %s\n", prog, e.what());

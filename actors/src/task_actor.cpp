@@ -41,23 +41,25 @@ std::string task_actor::describe() const {
 }
 
 void task_actor::fail(const std::string& what) {
-  if (reported_) return;
+  if (failed_) return;
+  failed_ = true;
   reported_ = true;
   send<caf::message_priority::high>(config_.runner, failed_atom::value,
+                                    config_.attempt,
                                     describe() + " failed: " + what);
 }
 
 template <class F>
 void task_actor::work(F&& body) {
-  if (!task_ || reported_) return;
+  if (!task_ || failed_) return;
   task_->begin_work(clock::now());
   body();
   task_->end_work(clock::now());
-  if (started_ && task_->finished()) {
-    // on_exit closes the stages before the runner sees this actor down.
+  if (started_ && !reported_ && task_->finished()) {
+    // Stays up for the final checkpoint; the coordinator says when to go.
     reported_ = true;
-    send(config_.runner, done_atom::value, config_.chain, config_.subtask);
-    quit();
+    send(config_.runner, finished_atom::value, config_.attempt, config_.chain,
+         config_.subtask);
   }
 }
 
@@ -78,7 +80,13 @@ void task_actor::on_start() {
     quit(caf::make_error(caf::sec::runtime_error));
     return;
   }
+  if (auto st = restore(); !st.ok()) {
+    fail(st.message());
+    quit(caf::make_error(caf::sec::runtime_error));
+    return;
+  }
   started_ = true;
+  send(config_.runner, start_atom::value, config_.attempt);
   task_->start(clock::now());
   if (task_->is_source()) schedule_pull();
   delayed_send(this, config_.options.flush_timeout, tick_atom::value);
@@ -149,6 +157,13 @@ caf::behavior task_actor::running() {
         if (!reported_)
           delayed_send(this, config_.options.flush_timeout, tick_atom::value);
       },
+      [this](trigger_atom, std::int64_t id, bool savepoint) {
+        work([&] { task_->trigger_snapshot(id, savepoint); });
+      },
+      [this](complete_atom, std::int64_t id) {
+        work([&] { task_->on_checkpoint_complete(id); });
+      },
+      [this](shutdown_atom) { quit(); },
       [this](stop_atom) {
         work([&] {
           task_->request_stop();
@@ -171,6 +186,71 @@ void task_actor::on_exit() {
   outputs_.clear();
   inputs_.clear();
   config_.runner = nullptr;
+}
+
+status task_actor::restore() {
+  if (!config_.restore) return {};
+  const auto& chain = config_.plan->chains().at(config_.chain);
+  auto owned = range_for_subtask(config_.options.max_parallelism,
+                                 chain.parallelism, config_.subtask);
+  std::vector<std::shared_ptr<const checkpoint::restored_state>> loaded;
+  status failure;
+  auto st = task_->restore(
+      [&](std::uint32_t op) -> const checkpoint::restored_state* {
+        if (!failure.ok()) return nullptr;
+        auto s = checkpoint::load_operator_state(
+            *config_.restore, op, config_.subtask, chain.parallelism, owned);
+        if (!s) {
+          failure = s.error();
+          return nullptr;
+        }
+        loaded.push_back(*s);
+        return loaded.back().get();
+      });
+  if (!failure.ok()) return failure;
+  return st;
+}
+
+void task_actor::snapshot_taken(std::int64_t id, bool savepoint,
+                                std::vector<checkpoint::pending_snapshot> parts,
+                                std::chrono::nanoseconds alignment,
+                                std::chrono::nanoseconds sync) {
+  snapshot_ack ack;
+  ack.attempt = config_.attempt;
+  ack.id = id;
+  ack.chain = config_.chain;
+  ack.subtask = config_.subtask;
+  ack.alignment = alignment;
+  ack.sync = sync;
+  auto folder = config_.storage->folder(
+      id, savepoint ? checkpoint::snapshot_kind::savepoint
+                    : checkpoint::snapshot_kind::checkpoint);
+  auto shared = std::make_shared<std::vector<checkpoint::pending_snapshot>>(
+      std::move(parts));
+  auto coordinator = config_.runner;
+  auto what = describe();
+  // The deferred phase and the file writes run on the background writer;
+  // the task goes on with its records meanwhile.
+  config_.writer->submit([shared, folder, coordinator, ack, what]() mutable {
+    auto begin = clock::now();
+    auto decline = [&](const std::string& why) {
+      caf::anon_send(coordinator, decline_atom::value, ack.attempt, ack.id,
+                     what + ": " + why);
+    };
+    try {
+      for (auto& part : *shared) {
+        if (part.deferred) part.deferred(*part.data);
+        auto snap = part.data->finish(part.operator_id, ack.subtask);
+        auto handle = checkpoint::write_state_file(folder, snap, part.owned);
+        if (!handle) return decline(handle.error().message());
+        ack.handles.push_back(std::move(*handle));
+      }
+    } catch (const std::exception& e) {
+      return decline(e.what());
+    }
+    ack.async = clock::now() - begin;
+    caf::anon_send(coordinator, ack_atom::value, std::move(ack));
+  });
 }
 
 void task_actor::send_batch(std::uint32_t output_channel,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "messages.hpp"
+#include "stream/checkpoint/writer.hpp"
 #include "stream/job_graph.hpp"
 #include "stream/metrics.hpp"
 #include "stream/runtime/task.hpp"
@@ -22,16 +23,25 @@ struct task_actor_config {
   job_options options;
   std::uint32_t chain = 0;
   std::uint32_t subtask = 0;
-  caf::actor runner;  ///< Receives done / failed reports.
+  /// Deployment attempt (0, then one more per restart): tags every report.
+  std::uint32_t attempt = 0;
+  caf::actor runner;  ///< The coordinator: receives reports and acks.
+  std::shared_ptr<const checkpoint::storage> storage;
+  std::shared_ptr<checkpoint::background_writer> writer;
+  /// The checkpoint to restore from, or null for a fresh start.
+  std::shared_ptr<const checkpoint::restore_point> restore;
 };
 
 /// One operator instance (a chain subtask) as an actor: translates messages
 /// to calls on its `runtime::task` and the task's sends to messages.
 ///
-/// Protocol: `wire` (peers of every channel), then `start`; afterwards
-/// `batch`, `event` and `credit` from peers, `pull` and `tick` from itself,
-/// `stop` from the runner. Reports `done` or `failed` to the runner, then
-/// quits.
+/// Protocol: `wire` (peers of every channel), then `start` (opens, restores
+/// the checkpointed state); afterwards `batch`, `event` and `credit` from
+/// peers, `pull` and `tick` from itself, `stop`, `trigger`, `complete` and
+/// `shutdown` from the coordinator. Reports `finished` once its input ended
+/// and its output drained (then waits for the final checkpoint and
+/// `shutdown`), `failed` when it fails, and acknowledges snapshots (`ack`,
+/// or `decline` when its state could not be written).
 class task_actor final : public caf::event_based_actor,
                          public runtime::transport {
  public:
@@ -50,8 +60,13 @@ class task_actor final : public caf::event_based_actor,
                   const runtime::control_event& event) override;
   void grant_credit(std::uint32_t input_channel,
                     std::uint32_t credits) override;
+  void snapshot_taken(std::int64_t id, bool savepoint,
+                      std::vector<checkpoint::pending_snapshot> parts,
+                      std::chrono::nanoseconds alignment,
+                      std::chrono::nanoseconds sync) override;
 
  private:
+  status restore();
   template <class F>
   void work(F&& body);
   void on_start();
@@ -72,7 +87,8 @@ class task_actor final : public caf::event_based_actor,
   /// stale delayed pull of a throttled source is ignored.
   std::uint64_t pull_generation_ = 0;
   bool started_ = false;
-  bool reported_ = false;
+  bool reported_ = false;  ///< Failed, or reported finished.
+  bool failed_ = false;
 };
 
 }  // namespace stream::actors

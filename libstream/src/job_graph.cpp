@@ -1,6 +1,7 @@
 #include "stream/job_graph.hpp"
 
 #include <cassert>
+#include <cstdio>
 #include <map>
 
 #include "stream/key_groups.hpp"
@@ -241,6 +242,32 @@ std::vector<execution_plan::channel_ref> execution_plan::outputs(
       result.push_back({e, d});
   }
   return result;
+}
+
+std::string job_graph::fingerprint() const {
+  // FNV-1a over a canonical text of the graph.
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  auto mix = [&](std::string_view text) {
+    for (unsigned char c : text) {
+      h ^= c;
+      h *= 0x100000001b3ULL;
+    }
+    h ^= 0xff;
+    h *= 0x100000001b3ULL;
+  };
+  for (const auto& n : nodes_) {
+    mix(std::to_string(n.id));
+    mix(n.name);
+    mix(std::to_string(static_cast<int>(n.kind)));
+  }
+  for (const auto& e : edges_) {
+    mix(std::to_string(e.from) + ">" + std::to_string(e.to));
+    mix(std::to_string(static_cast<int>(e.kind)));
+    mix(e.side_tag);
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
 }
 
 }  // namespace stream

@@ -47,17 +47,68 @@ constexpr int erase_batch_keys = 1000;
 // level for each such miss.
 constexpr int bloom_bits_per_key = 10;
 
+// The open database and what it uses, shared by the store and its
+// snapshots: the last owner closes it (and deletes it when asked to).
+struct database {
+  std::string path;
+  // Declared before db so that they are destroyed after it: the database
+  // uses both until it is closed.
+  std::unique_ptr<leveldb::Cache> cache;
+  std::unique_ptr<const leveldb::FilterPolicy> filter;
+  std::unique_ptr<leveldb::DB> db;
+  bool destroy_on_close = false;
+
+  ~database() {
+    db.reset();
+    if (!destroy_on_close) return;
+    // Best effort: working state; its durable copy is in checkpoints.
+    leveldb::DestroyDB(path, leveldb::Options{});
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+class leveldb_snapshot final : public kv_snapshot {
+ public:
+  explicit leveldb_snapshot(std::shared_ptr<database> db)
+      : db_(std::move(db)), snapshot_(db_->db->GetSnapshot()) {}
+  ~leveldb_snapshot() override { db_->db->ReleaseSnapshot(snapshot_); }
+  leveldb_snapshot(const leveldb_snapshot&) = delete;
+  leveldb_snapshot& operator=(const leveldb_snapshot&) = delete;
+
+  status scan(std::string_view begin, std::string_view end,
+              const std::function<bool(std::string_view, std::string_view)>& fn)
+      override {
+    if (!end.empty() && end <= begin) return {};
+    leveldb::ReadOptions options;
+    options.fill_cache = false;
+    options.snapshot = snapshot_;
+    const std::unique_ptr<leveldb::Iterator> it{db_->db->NewIterator(options)};
+    it->Seek(to_slice(begin));
+    for (; it->Valid() && (end.empty() || it->key().compare(to_slice(end)) < 0);
+         it->Next()) {
+      if (!fn(to_view(it->key()), to_view(it->value()))) return {};
+    }
+    if (!it->status().ok())
+      return leveldb_error("snapshot scan in", db_->path, it->status());
+    return {};
+  }
+
+ private:
+  std::shared_ptr<database> db_;
+  const leveldb::Snapshot* snapshot_;
+};
+
 class leveldb_store final : public kv_store {
  public:
-  leveldb_store(std::string path, std::unique_ptr<leveldb::Cache> cache,
-                std::unique_ptr<const leveldb::FilterPolicy> filter,
-                std::unique_ptr<leveldb::DB> db, bool sync)
-      : path_(std::move(path)),
-        cache_(std::move(cache)),
-        filter_(std::move(filter)),
-        db_(std::move(db)) {
+  leveldb_store(std::shared_ptr<database> db, bool sync)
+      : path_(db->path), holder_(std::move(db)), db_(holder_->db.get()) {
     assert(db_ != nullptr);
     write_options_.sync = sync;
+  }
+
+  std::unique_ptr<kv_snapshot> snapshot() override {
+    return std::make_unique<leveldb_snapshot>(holder_);
   }
 
   result<bool> get(std::string_view key, std::string& value) override {
@@ -177,11 +228,8 @@ class leveldb_store final : public kv_store {
   }
 
   std::string path_;
-  // Declared before db_ so that they are destroyed after it: the database
-  // uses both until it is closed.
-  std::unique_ptr<leveldb::Cache> cache_;
-  std::unique_ptr<const leveldb::FilterPolicy> filter_;
-  std::unique_ptr<leveldb::DB> db_;
+  std::shared_ptr<database> holder_;
+  leveldb::DB* db_;
   leveldb::WriteOptions write_options_;
 };
 
@@ -217,10 +265,15 @@ result<std::unique_ptr<kv_store>> open_leveldb(const std::string& path,
   db_options.filter_policy = filter.get();
   leveldb::DB* raw_db = nullptr;
   const leveldb::Status s = leveldb::DB::Open(db_options, path, &raw_db);
-  std::unique_ptr<leveldb::DB> db{raw_db};
+  auto db = std::make_shared<database>();
+  db->path = path;
+  db->cache = std::move(cache);
+  db->filter = std::move(filter);
+  db->db.reset(raw_db);
   if (!s.ok()) return leveldb_error("open", path, s);
-  std::unique_ptr<kv_store> store = std::make_unique<leveldb_store>(
-      path, std::move(cache), std::move(filter), std::move(db), options.sync);
+  db->destroy_on_close = options.destroy_on_close;
+  std::unique_ptr<kv_store> store =
+      std::make_unique<leveldb_store>(std::move(db), options.sync);
   return store;
 }
 

@@ -52,6 +52,41 @@ status job_options::validate() const {
   if (state_cache_entries > (1u << 26))
     return out_of_range("state-cache-entries", state_cache_entries, 0,
                         1u << 26);
+  if (checkpoint_interval.count() < 0)
+    return status{errc::invalid_config, "--checkpoint-interval must be >= 0"};
+  if (checkpoint_interval.count() > 0 &&
+      checkpoint_interval < std::chrono::milliseconds{10})
+    return status{errc::invalid_config,
+                  "--checkpoint-interval must be 0 (off) or at least 10ms"};
+  if (checkpoint_timeout < std::chrono::milliseconds{10})
+    return status{errc::invalid_config,
+                  "--checkpoint-timeout must be at least 10ms"};
+  if (checkpoint_min_pause.count() < 0)
+    return status{errc::invalid_config, "--checkpoint-min-pause must be >= 0"};
+  if (checkpoint_dir.empty())
+    return status{errc::invalid_config, "--checkpoint-dir must not be empty"};
+  if (checkpoints_retained < 1 || checkpoints_retained > 1000)
+    return out_of_range("checkpoints-retained", checkpoints_retained, 1, 1000);
+  if (restart_strategy != "auto" && restart_strategy != "none" &&
+      restart_strategy != "fixed-delay" && restart_strategy != "exponential" &&
+      restart_strategy != "failure-rate")
+    return status{errc::invalid_config,
+                  "--restart-strategy must be auto, none, fixed-delay, "
+                  "exponential or failure-rate, not '" +
+                      restart_strategy + "'"};
+  if (restart_delay.count() < 0 || restart_max_delay < restart_delay)
+    return status{
+        errc::invalid_config,
+        "--restart-delay must be >= 0 and at most --restart-max-delay"};
+  if (!(restart_backoff_multiplier >= 1.0 && restart_backoff_multiplier <= 100))
+    return status{errc::invalid_config,
+                  "--restart-backoff-multiplier must be between 1 and 100"};
+  if (restart_failure_interval < std::chrono::milliseconds{1})
+    return status{errc::invalid_config,
+                  "--restart-failure-interval must be at least 1ms"};
+  if (restart_strategy == "failure-rate" && restart_attempts == 0)
+    return status{errc::invalid_config,
+                  "--restart-attempts must be at least 1 for failure-rate"};
   return {};
 }
 

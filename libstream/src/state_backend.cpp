@@ -4,6 +4,19 @@
 
 namespace stream::state {
 
+namespace {
+
+// Entries per LevelDB write batch on restore.
+constexpr std::size_t restore_batch = 4096;
+
+std::uint16_t be16(std::string_view bytes, std::size_t at) {
+  return static_cast<std::uint16_t>(
+      (static_cast<std::uint8_t>(bytes[at]) << 8) |
+      static_cast<std::uint8_t>(bytes[at + 1]));
+}
+
+}  // namespace
+
 result<std::unique_ptr<keyed_backend>> keyed_backend::open(
     const job_options& options, const std::string& instance) {
   std::unique_ptr<keyed_backend> b{new keyed_backend()};
@@ -15,7 +28,9 @@ result<std::unique_ptr<keyed_backend>> keyed_backend::open(
                   "unknown state backend '" + options.state_backend + "'"};
   auto path =
       std::filesystem::path{options.state_dir} / options.job_name / instance;
-  auto store = open_leveldb(path.string());
+  leveldb_options lo;
+  lo.destroy_on_close = true;
+  auto store = open_leveldb(path.string(), lo);
   if (!store.ok()) return store.error();
   b->store_ = std::move(*store);
   return b;
@@ -23,15 +38,104 @@ result<std::unique_ptr<keyed_backend>> keyed_backend::open(
 
 keyed_backend::~keyed_backend() = default;
 
-std::uint16_t keyed_backend::register_state(const std::string& name) {
-  for (const auto& n : names_) {
-    if (n == name)
-      throw state_error{"keyed state '" + name + "' is declared twice"};
+std::uint16_t keyed_backend::slot_of(std::string_view name) {
+  for (std::size_t i = 0; i < states_.size(); ++i) {
+    if (states_[i].name == name) return static_cast<std::uint16_t>(i);
   }
-  if (names_.size() >= 0xffff)
+  if (states_.size() >= 0xffff)
     throw state_error{"too many keyed states in one operator"};
-  names_.push_back(name);
-  return static_cast<std::uint16_t>(names_.size() - 1);
+  states_.push_back({std::string{name}, nullptr, false, {}});
+  return static_cast<std::uint16_t>(states_.size() - 1);
+}
+
+std::uint16_t keyed_backend::register_state(const std::string& name) {
+  auto id = slot_of(name);
+  if (states_[id].claimed)
+    throw state_error{"keyed state '" + name + "' is declared twice"};
+  states_[id].claimed = true;
+  return id;
+}
+
+void keyed_backend::load_pending(std::uint16_t id) {
+  auto& slot = states_[id];
+  for (const auto& e : slot.pending) {
+    if (auto st = slot.table->load(e.kg, e.key, e.value); !st.ok())
+      throw state_error{"restoring keyed state '" + slot.name +
+                        "': " + st.message()};
+  }
+  slot.pending = {};
+}
+
+void keyed_backend::snapshot(checkpoint::pending_snapshot& out) {
+  auto& b = *out.data;
+  for (const auto& slot : states_) {
+    auto index = b.state_index(slot.name);
+    if (slot.table != nullptr) slot.table->snapshot_to(b, index, out.owned);
+    for (const auto& e : slot.pending) b.add(index, e.kg, e.key, e.value);
+  }
+  if (!store_) return;
+  // The slow part, the scan, runs on the background writer over a database
+  // snapshot; the task goes on writing meanwhile.
+  std::shared_ptr<kv_snapshot> snap = store_->snapshot();
+  std::vector<std::string> names;
+  for (const auto& slot : states_) names.push_back(slot.name);
+  out.deferred = [snap, names = std::move(names),
+                  prev = std::move(out.deferred)](
+                     checkpoint::snapshot_builder& builder) {
+    if (prev) prev(builder);
+    std::vector<std::uint32_t> index;
+    for (const auto& n : names) index.push_back(builder.state_index(n));
+    auto st = snap->scan("", "", [&](std::string_view k, std::string_view v) {
+      if (k.size() < 4) throw state_error{"state key shorter than its prefix"};
+      auto id = be16(k, 2);
+      if (id >= index.size())
+        throw state_error{"state key of unknown state " + std::to_string(id)};
+      builder.add(index[id], be16(k, 0), k.substr(4), v);
+      return true;
+    });
+    if (!st.ok()) throw state_error{"snapshot of keyed state: " + st.message()};
+  };
+}
+
+status keyed_backend::restore(const checkpoint::restored_state& in) {
+  status failed;
+  std::vector<kv_write> batch;
+  auto write_batch = [&] {
+    if (batch.empty() || !failed.ok()) return;
+    failed = store_->write(batch);
+    batch.clear();
+  };
+  auto st = in.for_each([&](const std::string& name, key_group kg,
+                            std::string_view key, std::string_view value) {
+    if (!failed.ok() || name.starts_with("__")) return;
+    if (kg >= max_parallelism_) {
+      failed = {errc::malformed_data, "checkpointed key group " +
+                                          std::to_string(kg) +
+                                          " is beyond the max parallelism " +
+                                          std::to_string(max_parallelism_)};
+      return;
+    }
+    auto id = slot_of(name);
+    auto& slot = states_[id];
+    if (store_) {
+      kv_write w;
+      append_prefix(w.key, kg, id);
+      w.key.append(key);
+      w.value.assign(value);
+      batch.push_back(std::move(w));
+      if (batch.size() >= restore_batch) write_batch();
+    } else if (slot.table != nullptr) {
+      failed = slot.table->load(kg, key, value);
+      if (!failed.ok())
+        failed = {failed.code(),
+                  "restoring keyed state '" + name + "': " + failed.message()};
+    } else {
+      slot.pending.push_back({kg, std::string{key}, std::string{value}});
+    }
+  });
+  if (!st.ok()) return st;
+  write_batch();
+  return failed;
 }
 
 }  // namespace stream::state

@@ -153,7 +153,11 @@ status task::build(const job_graph& graph, const execution_plan& plan,
     }
     stages_.push_back(n.make_stage(ctx, next));
     next = stages_.back().get();
+    if (next->stateful()) stateful_.push_back({next, n.id});
   }
+  // Sinks (built first) commit first; sources last.
+  std::reverse(stateful_.begin(), stateful_.end());
+  owned_ = range_for_subtask(options_.max_parallelism, c.parallelism, subtask);
   const auto& head = graph.at(c.nodes.front());
   if (head.kind == job_graph::node_kind::source) {
     source_ = dynamic_cast<source_stage*>(next);
@@ -399,10 +403,12 @@ void task::deliver(std::uint32_t channel) {
       update_watermark();
       break;
     case event_kind::barrier:
+    case event_kind::savepoint:
       require(aligning_ < 0 || aligning_ == event.value,
               "barriers of two checkpoints interleaved");
+      if (aligning_ < 0) align_start_ = std::chrono::steady_clock::now();
       in.held = true;
-      on_barrier_arrived(event.value);
+      on_barrier_arrived(event.value, event.kind == event_kind::savepoint);
       break;
     case event_kind::end_of_input:
       in.ended = true;
@@ -412,15 +418,64 @@ void task::deliver(std::uint32_t channel) {
   }
 }
 
-void task::on_barrier_arrived(std::int64_t id) {
+void task::on_barrier_arrived(std::int64_t id, bool savepoint) {
   aligning_ = id;
+  aligning_savepoint_ = savepoint;
   for (const auto& in : inputs_) {
     if (!in.ended && !in.held) return;
   }
   for (auto& in : inputs_) in.held = false;
   aligning_ = -1;
-  flush_chain();
-  broadcast({event_kind::barrier, id});
+  take_snapshot(id, savepoint);
+}
+
+void task::take_snapshot(std::int64_t id, bool savepoint) {
+  using clock = std::chrono::steady_clock;
+  auto begin = clock::now();
+  auto alignment =
+      is_source() || eoi_sent_ ? clock::duration::zero() : begin - align_start_;
+  last_snapshot_ = std::max(last_snapshot_, id);
+  // Everything before the barrier leaves the chain before the snapshot, so
+  // no operator holds output that belongs to the checkpoint.
+  if (!eoi_sent_) flush_chain();
+  std::vector<checkpoint::pending_snapshot> parts;
+  for (const auto& s : stateful_) {
+    checkpoint::pending_snapshot part;
+    part.operator_id = s.operator_id;
+    part.owned = owned_;
+    part.data = std::make_unique<checkpoint::snapshot_builder>();
+    s.stage->snapshot_state(id, part);
+    parts.push_back(std::move(part));
+  }
+  if (!eoi_sent_)
+    broadcast({savepoint ? event_kind::savepoint : event_kind::barrier, id});
+  io_->snapshot_taken(
+      id, savepoint, std::move(parts),
+      std::chrono::duration_cast<std::chrono::nanoseconds>(alignment),
+      std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() -
+                                                           begin));
+}
+
+void task::trigger_snapshot(std::int64_t id, bool savepoint) {
+  if (id <= last_snapshot_) return;
+  if (!eoi_sent_ && !is_source()) return;  // barriers will bring it
+  take_snapshot(id, savepoint);
+}
+
+void task::on_checkpoint_complete(std::int64_t id) {
+  for (const auto& s : stateful_) s.stage->notify_checkpoint_complete(id);
+}
+
+status task::restore(
+    const std::function<const checkpoint::restored_state*(std::uint32_t)>&
+        find) {
+  for (const auto& s : stateful_) {
+    const auto* state = find(s.operator_id);
+    if (state == nullptr) continue;
+    if (auto st = s.stage->restore_state(*state); !st.ok()) return st;
+    last_snapshot_ = std::max(last_snapshot_, state->checkpoint_id);
+  }
+  return {};
 }
 
 void task::on_input_ended() {
@@ -429,7 +484,7 @@ void task::on_input_ended() {
   if (!all_ended) {
     update_watermark();
     // An input that ended can no longer deliver a pending barrier.
-    if (aligning_ >= 0) on_barrier_arrived(aligning_);
+    if (aligning_ >= 0) on_barrier_arrived(aligning_, aligning_savepoint_);
     return;
   }
   head_->finish();

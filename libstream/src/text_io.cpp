@@ -1,5 +1,8 @@
 #include "stream/detail/text_io.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -49,6 +52,22 @@ bool line_reader::next(std::string& line) {
   return true;
 }
 
+status line_reader::seek(std::uint64_t offset) {
+  struct stat st {};
+  if (::fstat(::fileno(file_), &st) != 0)
+    return io_failure("cannot stat", path_);
+  if (static_cast<std::uint64_t>(st.st_size) < offset)
+    return status{errc::io_error,
+                  "input file '" + path_ + "' has " +
+                      std::to_string(st.st_size) +
+                      " bytes, fewer than the checkpointed offset " +
+                      std::to_string(offset)};
+  if (::fseeko(file_, static_cast<off_t>(offset), SEEK_SET) != 0)
+    return io_failure("cannot seek in", path_);
+  offset_ = offset;
+  return {};
+}
+
 result<std::unique_ptr<text_writer>> text_writer::open(
     const std::string& path) {
   if (path == "-")
@@ -77,6 +96,12 @@ status text_writer::write(std::string_view text) {
 
 status text_writer::flush() {
   if (std::fflush(file_) != 0) return io_failure("cannot flush", path_);
+  return {};
+}
+
+status text_writer::sync() {
+  if (auto st = flush(); !st.ok()) return st;
+  if (::fsync(::fileno(file_)) != 0) return io_failure("cannot fsync", path_);
   return {};
 }
 

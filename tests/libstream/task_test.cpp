@@ -39,6 +39,9 @@ class fake_transport final : public transport {
       case event_kind::idle:
         log.push_back("I" + std::to_string(ch));
         break;
+      case event_kind::savepoint:
+        log.push_back("S" + std::to_string(ch) + ":" + std::to_string(e.value));
+        break;
     }
   }
   void grant_credit(std::uint32_t ch, std::uint32_t n) override {

@@ -52,8 +52,11 @@ struct execution_hooks {
   /// Called with the bound port once `/metrics` is served.
   std::function<void(std::uint16_t port)> on_metrics_ready;
   /// When it becomes true, sources end their input and the job drains and
-  /// finishes normally (graceful stop). May be null.
+  /// finishes normally (graceful stop); with `stop_with_savepoint`, a
+  /// savepoint is taken and the job ends without draining. May be null.
   const std::atomic<bool>* stop = nullptr;
+  /// Each increment asks for a savepoint (SIGUSR1). May be null.
+  const std::atomic<std::uint32_t>* savepoints = nullptr;
 };
 
 /// What a finished job reports.
@@ -61,13 +64,17 @@ struct job_report {
   std::chrono::nanoseconds elapsed{0};
   std::uint64_t source_records = 0;  ///< records emitted by all sources
   bool stopped = false;              ///< ended by a stop request
+  std::uint32_t restarts = 0;        ///< restarts after failures
+  std::string savepoint;             ///< folder of the last savepoint taken
 };
 
 /// Runs the job built in `env` in this process (local role) and returns when
 /// it finished, failed or was stopped. Errors: `errc::invalid_config` for a
-/// bad job or options, `errc::operator_failed` naming the operator, subtask
-/// and exception message when user code threw, `errc::io_error` when a file
-/// or the metrics port could not be opened.
+/// bad job or options or a checkpoint of another job, `errc::operator_failed`
+/// naming the operator, subtask and exception message when user code threw
+/// and the restart strategy gave up, `errc::io_error` when a file or the
+/// metrics port could not be opened, `errc::not_found` /
+/// `errc::malformed_data` for a missing or broken `--restore` checkpoint.
 result<job_report> execute(environment& env, const execution_hooks& hooks = {});
 
 }  // namespace stream

@@ -235,6 +235,21 @@ class data_stream : public operator_settings {
     return s;
   }
 
+  /// Exactly-once file output: one line per record into part files of
+  /// `directory` that become visible when the checkpoint covering them
+  /// completes (two-phase commit by rename): subtask s writes
+  /// `part-<s>-<checkpoint id>`. A restore commits what its checkpoint had
+  /// staged and removes newer output of this subtask, so after any failure
+  /// the visible files hold every record exactly once. Without periodic
+  /// checkpoints, output is committed at the end of input.
+  data_sink write_files(std::string directory) const {
+    return sink("file_sink", [directory](const runtime::stage_context& ctx,
+                                         runtime::stage_object*) {
+      return std::unique_ptr<runtime::stage_object>{
+          new detail::file_commit_sink<T>(ctx, directory)};
+    });
+  }
+
   /// Gathers every record in memory (tests).
   std::shared_ptr<collected<T>> collect() const {
     auto target = std::make_shared<collected<T>>();

@@ -106,6 +106,11 @@ class job_graph {
 
   node& at(std::uint32_t id) { return nodes_.at(id); }
   const node& at(std::uint32_t id) const { return nodes_.at(id); }
+
+  /// Identifies the topology (operator ids, names, kinds and edges, not
+  /// parallelism): a checkpoint of a job with another
+  /// fingerprint is refused on restore. 16 hex digits.
+  std::string fingerprint() const;
   const std::vector<node>& nodes() const noexcept { return nodes_; }
   const std::vector<edge>& edges() const noexcept { return edges_; }
 

@@ -50,6 +50,46 @@ struct job_options {
   /// writes back to the database (0 = write through).
   std::uint32_t state_cache_entries = 65536;
 
+  /// Periodic checkpoints: how often the coordinator starts one; zero
+  /// disables them (savepoints still work).
+  std::chrono::milliseconds checkpoint_interval{0};
+  /// A checkpoint not complete after this long is aborted and counted as
+  /// failed; the job goes on.
+  std::chrono::milliseconds checkpoint_timeout{std::chrono::minutes{1}};
+  /// Least time between the end of one checkpoint and the start of the next.
+  std::chrono::milliseconds checkpoint_min_pause{0};
+  /// Checkpoints of a job go to `<checkpoint_dir>/<job>/chk-<id>`.
+  std::string checkpoint_dir = "/tmp/stream-checkpoints";
+  /// Savepoints go to `<savepoint_dir>/<job>/sp-<id>`; empty means
+  /// `checkpoint_dir`. Savepoints are never deleted by the runtime.
+  std::string savepoint_dir;
+  /// Completed checkpoints kept; older ones are deleted (1..1000).
+  std::uint32_t checkpoints_retained = 3;
+  /// Start from this checkpoint or savepoint folder, or from the newest
+  /// usable checkpoint under this directory; empty starts fresh.
+  std::string restore;
+  /// On a stop request (SIGINT, SIGTERM, --stop-after) take a savepoint and
+  /// end the job without draining its input, instead of draining it.
+  bool stop_with_savepoint = false;
+
+  /// What happens when a task fails: "none" (the job fails), "fixed-delay",
+  /// "exponential" (backoff) or "failure-rate"; "auto" is "exponential" when
+  /// checkpoints are enabled and "none" otherwise.
+  std::string restart_strategy = "auto";
+  /// fixed-delay and exponential: restarts before the job fails (0 =
+  /// unlimited for exponential); failure-rate: failures allowed per
+  /// `restart_failure_interval`.
+  std::uint32_t restart_attempts = 10;
+  /// Delay before a restart (exponential: the first delay).
+  std::chrono::milliseconds restart_delay{100};
+  /// Exponential: the cap of the delay.
+  std::chrono::milliseconds restart_max_delay{std::chrono::seconds{10}};
+  /// Exponential: factor between consecutive delays (1..100).
+  double restart_backoff_multiplier = 2.0;
+  /// Exponential: the backoff starts over after this long without a
+  /// failure. Failure-rate: the window failures are counted in.
+  std::chrono::milliseconds restart_failure_interval{std::chrono::minutes{1}};
+
   /// Checks every field against its documented range; the error names the
   /// offending option.
   status validate() const;

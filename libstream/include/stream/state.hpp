@@ -356,6 +356,29 @@ class timer_queue {
 
   std::size_t size() const noexcept { return live_.size(); }
 
+  /// Checkpoint: adds every live timer to `out` as state `name` (entry key:
+  /// key and namespace; value: time).
+  void snapshot_to(checkpoint::snapshot_builder& out,
+                   std::string_view name) const {
+    auto index = out.state_index(name);
+    for (const auto& t : live_) out.add_entry(index, t.kg, t.key, t.ns, t.time);
+  }
+
+  /// Restore: registers the timers saved as state `name` in `in`.
+  status restore(const checkpoint::restored_state& in, std::string_view name) {
+    status failed;
+    auto st = in.for_each([&](const std::string& state, key_group kg,
+                              std::string_view key, std::string_view value) {
+      if (state != name || !failed.ok()) return;
+      timer t;
+      t.kg = kg;
+      failed = state::decode_entry_key(key, 0, t.key, t.ns);
+      if (failed.ok()) failed = checkpoint::decode_all(value, t.time);
+      if (failed.ok()) add(t.time, t.kg, t.key, t.ns);
+    });
+    return st.ok() ? failed : st;
+  }
+
  private:
   struct timer_hash {
     std::size_t operator()(const timer& t) const {

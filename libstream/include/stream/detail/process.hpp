@@ -52,6 +52,23 @@ class keyed_operator : public emitting_stage<In, Out> {
         key_fn_(std::move(key_fn)),
         timestamps_(std::move(timestamps)) {}
 
+  bool stateful() const override { return true; }
+
+  void snapshot_state(std::int64_t,
+                      checkpoint::pending_snapshot& out) override {
+    backend_->snapshot(out);
+    snapshot_extra(*out.data);
+  }
+
+  status restore_state(const checkpoint::restored_state& in) override {
+    if (auto st = backend_->restore(in); !st.ok()) return st;
+    return restore_extra(in);
+  }
+
+  /// Operator-specific state besides the tables (timers, watermark).
+  virtual void snapshot_extra(checkpoint::snapshot_builder&) {}
+  virtual status restore_extra(const checkpoint::restored_state&) { return {}; }
+
   /// Opens the backend; an error fails `open()`.
   status open_state() {
     auto b = open_backend(stage_ctx_);
@@ -178,6 +195,17 @@ class keyed_process_stage final : public keyed_operator<In, Out, K, KeyFn> {
     if (e.kind == runtime::event_kind::watermark) fire_event_timers(e.value);
     this->sides_.on_control(e);
     emitting_stage<In, Out>::on_control(e);
+  }
+
+  void snapshot_extra(checkpoint::snapshot_builder& out) override {
+    ctx_->event_timers().snapshot_to(out, "__timers/event");
+    ctx_->processing_timers().snapshot_to(out, "__timers/processing");
+  }
+
+  status restore_extra(const checkpoint::restored_state& in) override {
+    if (auto st = ctx_->event_timers().restore(in, "__timers/event"); !st.ok())
+      return st;
+    return ctx_->processing_timers().restore(in, "__timers/processing");
   }
 
   void finish() override {

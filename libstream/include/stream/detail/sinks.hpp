@@ -11,8 +11,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "stream/checkpoint/snapshot.hpp"
 #include "stream/detail/text_io.hpp"
 #include "stream/metrics.hpp"
+#include "stream/options.hpp"
 #include "stream/runtime/stage.hpp"
 
 namespace stream {
@@ -114,6 +116,163 @@ class text_sink final : public runtime::consumer<T> {
 
   counter* in_;
   std::string path_;
+  std::unique_ptr<text_writer> writer_;
+  std::string text_;
+  std::ostringstream scratch_;
+};
+
+/// The file operations of the exactly-once file sink, for one subtask's
+/// files in one directory:
+/// - `.part-<s>-<after>.inprogress`: written since checkpoint `after`;
+/// - `.part-<s>-<n>.pending`: closed and fsynced at barrier n, waiting for
+///   checkpoint n to complete;
+/// - `part-<s>-<n>`: committed, visible output.
+class part_files {
+ public:
+  part_files(std::string dir, std::uint32_t subtask);
+
+  /// Creates the directory.
+  status open() const;
+  std::string in_progress(std::int64_t after) const;
+  std::string pending(std::int64_t id) const;
+  std::string committed(std::int64_t id) const;
+
+  /// Renames the in-progress file to pending `id` (fsync of the file
+  /// before, of the directory after).
+  status stage(std::int64_t after, std::int64_t id) const;
+
+  /// Makes pending `id` visible. Harmless when it is already committed;
+  /// an error when neither file exists (output would be lost).
+  status commit(std::int64_t id) const;
+
+  /// Removes this subtask's in-progress and pending files, and its
+  /// committed files with an id above `keep_up_to` (output of a run that
+  /// the restore undoes). Returns how many files were removed.
+  result<std::size_t> clean(std::int64_t keep_up_to) const;
+
+ private:
+  std::string dir_;
+  std::string prefix_;  ///< "part-<s>-"
+};
+
+/// Exactly-once file sink: one line per record into per-checkpoint part
+/// files that become visible (by rename) when their checkpoint completes.
+/// Without periodic checkpoints, output is committed at the end of input
+/// and by savepoints.
+template <class T>
+class file_commit_sink final : public runtime::consumer<T> {
+ public:
+  file_commit_sink(const runtime::stage_context& ctx, std::string dir)
+      : in_(ctx.records_in),
+        files_(std::move(dir), ctx.subtask),
+        checkpointing_(ctx.options->checkpoint_interval.count() > 0) {}
+
+  status open() override { return files_.open(); }
+
+  bool stateful() const override { return true; }
+
+  void push(std::vector<T>& records) override {
+    in_->add(records.size());
+    prepare();
+    if (!writer_) {
+      auto w = text_writer::open(files_.in_progress(after_));
+      check(w.error());
+      writer_ = std::move(*w);
+    }
+    text_.clear();
+    for (const auto& r : records) {
+      format_record(r, text_, scratch_);
+      text_.push_back('\n');
+    }
+    check(writer_->write(text_));
+  }
+
+  void flush() override {
+    if (writer_) check(writer_->flush());
+  }
+
+  void finish() override {
+    prepare();
+    if (checkpointing_) {
+      // The final checkpoint stages and commits what is left.
+      flush();
+      return;
+    }
+    auto id = after_ + 1;
+    stage(id);
+    notify_checkpoint_complete(id);
+  }
+
+  void on_control(const runtime::control_event&) override {}
+
+  void snapshot_state(std::int64_t id,
+                      checkpoint::pending_snapshot& out) override {
+    prepare();
+    stage(id);
+    out.data->operator_state = checkpoint::encode_all(pending_);
+  }
+
+  status restore_state(const checkpoint::restored_state& in) override {
+    std::vector<std::int64_t> pending;
+    if (in.has_operator_state) {
+      if (auto st = checkpoint::decode_all(in.operator_state, pending);
+          !st.ok())
+        return st;
+    }
+    // Pending files belong to the checkpoint restored, which completed:
+    // commit them (again, if the first commit got that far).
+    for (auto id : pending) {
+      if (auto st = files_.commit(id); !st.ok()) return st;
+    }
+    after_ = in.checkpoint_id;
+    restored_ = true;
+    return {};
+  }
+
+  void notify_checkpoint_complete(std::int64_t id) override {
+    std::size_t done = 0;
+    for (auto p : pending_) {
+      if (p > id) break;
+      check(files_.commit(p));
+      ++done;
+    }
+    pending_.erase(pending_.begin(),
+                   pending_.begin() + static_cast<std::ptrdiff_t>(done));
+  }
+
+  void close() override { writer_.reset(); }
+
+ private:
+  /// Before the first output: remove what an earlier run left behind.
+  void prepare() {
+    if (prepared_) return;
+    prepared_ = true;
+    auto removed = files_.clean(restored_ ? after_ : INT64_MAX);
+    check(removed.error());
+  }
+
+  /// Closes the in-progress file as pending `id`.
+  void stage(std::int64_t id) {
+    if (writer_) {
+      check(writer_->sync());
+      writer_.reset();
+      check(files_.stage(after_, id));
+      pending_.push_back(id);
+    }
+    after_ = id;
+  }
+
+  static void check(const status& st) {
+    if (!st.ok()) throw std::runtime_error(st.message());
+  }
+
+  counter* in_;
+  part_files files_;
+  bool checkpointing_;
+  bool prepared_ = false;
+  bool restored_ = false;
+  std::int64_t after_ = 0;  ///< Checkpoint the in-progress file follows.
+  std::vector<std::int64_t> pending_;  ///< Staged, ascending.
   std::unique_ptr<text_writer> writer_;
   std::string text_;
   std::ostringstream scratch_;

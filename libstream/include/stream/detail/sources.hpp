@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "stream/checkpoint/snapshot.hpp"
 #include "stream/detail/operators.hpp"
 #include "stream/detail/text_io.hpp"
 #include "stream/metrics.hpp"
@@ -30,7 +31,35 @@ class source_base : public runtime::source_stage {
   void request_stop() override { stop_ = true; }
   void flush() override { next_->flush(); }
 
+  /// Sources store their position in checkpoints.
+  bool stateful() const override { return true; }
+
+  void snapshot_state(std::int64_t,
+                      checkpoint::pending_snapshot& out) override {
+    out.data->operator_state = checkpoint::encode_all(position_state());
+  }
+
+  status restore_state(const checkpoint::restored_state& in) override {
+    if (!in.has_operator_state)
+      return {errc::malformed_data,
+              "the checkpoint has no position for this source subtask"};
+    std::vector<std::uint64_t> position;
+    if (auto st = checkpoint::decode_all(in.operator_state, position); !st.ok())
+      return st;
+    return seek_to(position);
+  }
+
  protected:
+  /// The resumable position, as numbers.
+  virtual std::vector<std::uint64_t> position_state() const = 0;
+  /// Continues at a position from `position_state()`.
+  virtual status seek_to(const std::vector<std::uint64_t>& position) = 0;
+
+  static status bad_position(const char* what) {
+    return {errc::malformed_data,
+            std::string{"checkpointed source position does not fit: "} + what};
+  }
+
   void forward(std::vector<T>& records) {
     if (records.empty()) return;
     out_count_->add(records.size());
@@ -136,6 +165,20 @@ class generator_source final : public source_base<T> {
     next_index_ = position;
   }
 
+ protected:
+  std::vector<std::uint64_t> position_state() const override {
+    return {next_index_, stride_};
+  }
+
+  status seek_to(const std::vector<std::uint64_t>& p) override {
+    if (p.size() != 2 || p[1] != stride_ ||
+        (p[0] < count_ && p[0] % stride_ != next_index_ % stride_))
+      return this->bad_position(
+          "the generator ran with another parallelism or subtask");
+    next_index_ = std::min(p[0], count_);
+    return {};
+  }
+
  private:
   F fn_;
   std::uint64_t next_index_;
@@ -175,6 +218,16 @@ class text_file_source final : public source_base<std::string> {
 
   /// Byte offset of the next line.
   std::uint64_t position() const noexcept { return reader_->offset(); }
+
+ protected:
+  std::vector<std::uint64_t> position_state() const override {
+    return {reader_->offset()};
+  }
+
+  status seek_to(const std::vector<std::uint64_t>& p) override {
+    if (p.size() != 1) return bad_position("expected a byte offset");
+    return reader_->seek(p[0]);
+  }
 
  private:
   std::string path_;
@@ -254,6 +307,18 @@ class parsed_file_source final : public source_base<T> {
   /// Byte offset of the next line.
   std::uint64_t position() const noexcept { return reader_->offset(); }
 
+ protected:
+  std::vector<std::uint64_t> position_state() const override {
+    return {reader_->offset(), line_number_};
+  }
+
+  status seek_to(const std::vector<std::uint64_t>& p) override {
+    if (p.size() != 2)
+      return this->bad_position("expected a byte offset and a line number");
+    line_number_ = p[1];
+    return reader_->seek(p[0]);
+  }
+
  private:
   std::string path_;
   Parse parse_;
@@ -281,6 +346,16 @@ class collection_source final : public source_base<T> {
                       items_->begin() + static_cast<std::ptrdiff_t>(next_ + n));
     next_ += n;
     this->forward(this->out_);
+    return {};
+  }
+
+ protected:
+  std::vector<std::uint64_t> position_state() const override { return {next_}; }
+
+  status seek_to(const std::vector<std::uint64_t>& p) override {
+    if (p.size() != 1 || p[0] > items_->size())
+      return this->bad_position("beyond the collection");
+    next_ = static_cast<std::size_t>(p[0]);
     return {};
   }
 

@@ -30,6 +30,10 @@ class line_reader {
   /// Byte offset of the next line: the resumable position.
   std::uint64_t offset() const noexcept { return offset_; }
 
+  /// Continues at `offset` (from `offset()` of an earlier read of the same
+  /// file). Errors: io_error when the file is shorter than that.
+  status seek(std::uint64_t offset);
+
  private:
   line_reader(std::FILE* file, std::string path);
 
@@ -56,6 +60,9 @@ class text_writer {
 
   /// Pushes buffered text to the operating system.
   status flush();
+
+  /// Flushes and makes the text durable (fsync).
+  status sync();
 
  private:
   text_writer(std::FILE* file, std::string path, bool owned);

@@ -122,6 +122,36 @@ class window_timers {
                           : queue_.begin()->first.first;
   }
 
+  /// Checkpoint: adds every pending timer to `out` as state `name` (entry
+  /// key: key and window; value: time).
+  void snapshot_to(checkpoint::snapshot_builder& out,
+                   std::string_view name) const {
+    auto index = out.state_index(name);
+    std::size_t skip = next_;
+    for (const auto& [when, keys] : queue_) {
+      for (std::size_t i = skip; i < keys.size(); ++i)
+        out.add_entry(index, keys[i].first, keys[i].second, when.second,
+                      when.first);
+      skip = 0;
+    }
+  }
+
+  /// Restore: registers the timers saved as state `name` in `in`.
+  status restore(const checkpoint::restored_state& in, std::string_view name) {
+    status failed;
+    auto st = in.for_each([&](const std::string& state, key_group kg,
+                              std::string_view key, std::string_view value) {
+      if (state != name || !failed.ok()) return;
+      K k{};
+      time_window w;
+      std::int64_t time = 0;
+      failed = state::decode_entry_key(key, 0, k, w);
+      if (failed.ok()) failed = checkpoint::decode_all(value, time);
+      if (failed.ok()) add(time, w, kg, k);
+    });
+    return st.ok() ? failed : st;
+  }
+
   /// Takes the earliest timer with time <= `up_to`; false when none.
   bool pop(std::int64_t up_to, timer& out) {
     while (!queue_.empty()) {
@@ -195,6 +225,25 @@ class window_stage_base : public keyed_operator<In, Out, K, KeyFn> {
   void close() override { this->backend_.reset(); }
 
  protected:
+  void snapshot_extra(checkpoint::snapshot_builder& out) override {
+    event_timers_.snapshot_to(out, "__window-timers/event");
+    processing_timers_.snapshot_to(out, "__window-timers/processing");
+    out.operator_state = checkpoint::encode_all(watermark_);
+  }
+
+  status restore_extra(const checkpoint::restored_state& in) override {
+    if (auto st = event_timers_.restore(in, "__window-timers/event"); !st.ok())
+      return st;
+    if (auto st = processing_timers_.restore(in, "__window-timers/processing");
+        !st.ok())
+      return st;
+    // The watermark the operator had reached: windows that fired before the
+    // checkpoint count as fired (a late record fires them again).
+    if (in.has_operator_state)
+      return checkpoint::decode_all(in.operator_state, watermark_);
+    return {};
+  }
+
   status open_base() {
     if (auto st = this->open_state(); !st.ok()) return st;
     const auto& ctx = this->stage_ctx_;

@@ -45,7 +45,13 @@ enum class event_kind : std::uint8_t {
   end_of_input,  ///< value unused
   idle,          ///< value unused: the sender has no data for now and holds
                  ///< no watermark back until it sends a record or watermark
+  savepoint,     ///< value: savepoint id; aligned like a checkpoint barrier
 };
+
+/// True for the events that start a snapshot (checkpoint or savepoint).
+constexpr bool is_barrier(event_kind kind) noexcept {
+  return kind == event_kind::barrier || kind == event_kind::savepoint;
+}
 
 /// A control event on a channel.
 struct control_event {

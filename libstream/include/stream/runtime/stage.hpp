@@ -18,6 +18,11 @@ class metrics_registry;
 struct job_options;
 }  // namespace stream
 
+namespace stream::checkpoint {
+struct pending_snapshot;
+struct restored_state;
+}  // namespace stream::checkpoint
+
 namespace stream::runtime {
 
 /// Where the last stage of a chain hands full batches; implemented by the
@@ -77,6 +82,27 @@ class stage_object {
 
   /// Releases resources after the last record; also called on cancellation.
   virtual void close() {}
+
+  /// True for stages with state in checkpoints: sources (positions), keyed
+  /// operators, transactional sinks. Only they are asked for snapshots.
+  virtual bool stateful() const { return false; }
+
+  /// Checkpoint `id`, synchronous phase, between two records and after the
+  /// chain was flushed: puts this stage's state into `out.data`, copying
+  /// whatever may change, and may leave slow work to `out.deferred` (run on
+  /// a background writer while processing goes on).
+  virtual void snapshot_state(std::int64_t /*id*/,
+                              checkpoint::pending_snapshot& /*out*/) {}
+
+  /// After `open()` and before any record: the state this stage's operator
+  /// had at the checkpoint the job restores from. An error fails the task.
+  virtual status restore_state(const checkpoint::restored_state& /*in*/) {
+    return {};
+  }
+
+  /// Checkpoint `id` is complete: every operator's state is stored.
+  /// Transactional sinks commit what they staged up to it.
+  virtual void notify_checkpoint_complete(std::int64_t /*id*/) {}
 };
 
 /// The type-independent part of a consumer: what travels besides records.

@@ -3,11 +3,13 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <variant>
 #include <vector>
 
+#include "stream/checkpoint/snapshot.hpp"
 #include "stream/job_graph.hpp"
 #include "stream/options.hpp"
 #include "stream/runtime/batch.hpp"
@@ -33,6 +35,13 @@ class transport {
   /// Returns `credits` batches of room on an input channel to its sender.
   virtual void grant_credit(std::uint32_t input_channel,
                             std::uint32_t credits) = 0;
+  /// The synchronous phase of snapshot `id` is done (the barrier is on its
+  /// way downstream): write `parts` out in the background and acknowledge.
+  virtual void snapshot_taken(
+      std::int64_t /*id*/, bool /*savepoint*/,
+      std::vector<checkpoint::pending_snapshot> /*parts*/,
+      std::chrono::nanoseconds /*alignment*/,
+      std::chrono::nanoseconds /*sync*/) {}
 };
 
 /// One subtask of a chain: the operator logic plus its channels, without any
@@ -79,6 +88,24 @@ class task final : public output_gate {
   void on_flush_timer();
   /// Sources only: end the input at the next pull (graceful stop).
   void request_stop();
+
+  /// Loads the state of the checkpoint restored from, after `open()` and
+  /// before `start()`: `find(operator id)` gives an operator's state, or
+  /// null when the checkpoint has none for it.
+  status restore(const std::function<const checkpoint::restored_state*(
+                     std::uint32_t operator_id)>& find);
+
+  /// The coordinator asks for snapshot `id`. A running source takes it and
+  /// sends the barrier; a finished task takes it as it is. Other tasks take
+  /// snapshots when barriers align. Repeated requests for one id are
+  /// ignored.
+  void trigger_snapshot(std::int64_t id, bool savepoint);
+
+  /// Checkpoint `id` completed: stages commit what they staged for it.
+  void on_checkpoint_complete(std::int64_t id);
+
+  /// True for the tasks whose stages hold checkpointed state.
+  bool has_state() const noexcept { return !stateful_.empty(); }
 
   /// Time accounting around every actor handler: the gap since the last
   /// handler counts as backpressured when the task was blocked, else idle.
@@ -140,7 +167,8 @@ class task final : public output_gate {
   void drain_inputs();
   bool deliverable(const input_state& in) const;
   void deliver(std::uint32_t channel);
-  void on_barrier_arrived(std::int64_t id);
+  void on_barrier_arrived(std::int64_t id, bool savepoint);
+  void take_snapshot(std::int64_t id, bool savepoint);
   void on_input_ended();
   void update_watermark();
   void update_watermark_gauges();
@@ -162,6 +190,15 @@ class task final : public output_gate {
   std::int64_t watermark_ = min_watermark;
   bool idle_ = false;           ///< Every live input is idle.
   std::int64_t aligning_ = -1;  ///< Barrier being aligned, or -1.
+  bool aligning_savepoint_ = false;
+  std::chrono::steady_clock::time_point align_start_{};
+  std::int64_t last_snapshot_ = 0;  ///< Id of the newest snapshot taken.
+  struct stateful_stage {
+    stage_object* stage;
+    std::uint32_t operator_id;
+  };
+  std::vector<stateful_stage> stateful_;
+  key_group_range owned_;
   bool eoi_sent_ = false;
   bool closed_ = false;
   bool opened_ = false;

@@ -29,6 +29,20 @@ struct kv_write {
   std::string value;  ///< The new value of a put; ignored by an erase.
 };
 
+/// A consistent, read-only view of a store at one moment: later writes to
+/// the store do not show in it. May be read from another thread than the
+/// store's while the store goes on being written, and keeps what it needs
+/// alive even when the store is destroyed first.
+class kv_snapshot {
+ public:
+  virtual ~kv_snapshot() = default;
+  /// Calls fn(key, value) for each key in [begin, end) in key order, as
+  /// `kv_store::scan`.
+  virtual status scan(
+      std::string_view begin, std::string_view end,
+      const std::function<bool(std::string_view, std::string_view)>& fn) = 0;
+};
+
 /// Ordered byte-string key/value store of one operator instance (keys compare
 /// bytewise, unsigned, a shorter key before its extensions; the empty key is
 /// the smallest and may be stored).
@@ -79,6 +93,10 @@ class kv_store {
 
   /// The directory the store lives in; empty for a memory store.
   virtual const std::string& path() const noexcept = 0;
+
+  /// A snapshot of the store as it is now (LevelDB: `GetSnapshot`, cheap;
+  /// the memory store copies its map).
+  virtual std::unique_ptr<kv_snapshot> snapshot() = 0;
 };
 
 /// Options of `open_leveldb`, with their defaults.
@@ -92,6 +110,9 @@ struct leveldb_options {
   std::size_t block_cache_bytes = 32 << 20;
   /// fsync every write (off: checkpoints will sync explicitly).
   bool sync = false;
+  /// Delete the database once the store and every snapshot of it are gone:
+  /// working state whose durable copy lives in checkpoints.
+  bool destroy_on_close = false;
 };
 
 /// Opens (creating parent directories as needed) a LevelDB database in
@@ -177,6 +198,10 @@ class memory_kv_store final : public kv_store {
 
   const std::string& path() const noexcept override { return path_; }
 
+  std::unique_ptr<kv_snapshot> snapshot() override {
+    return std::make_unique<copy_snapshot>(map_);
+  }
+
  private:
   using map_type = std::map<std::string, std::string, std::less<>>;
 
@@ -187,6 +212,25 @@ class memory_kv_store final : public kv_store {
     if (end <= begin) return {first, first};
     return {first, map_.lower_bound(end)};
   }
+
+  class copy_snapshot final : public kv_snapshot {
+   public:
+    explicit copy_snapshot(map_type map) : map_(std::move(map)) {}
+    status scan(std::string_view begin, std::string_view end,
+                const std::function<bool(std::string_view, std::string_view)>&
+                    fn) override {
+      auto first = map_.lower_bound(begin);
+      auto last = end.empty() ? map_.end() : map_.lower_bound(end);
+      if (!end.empty() && end <= begin) return {};
+      for (auto it = first; it != last; ++it) {
+        if (!fn(it->first, it->second)) break;
+      }
+      return {};
+    }
+
+   private:
+    map_type map_;
+  };
 
   map_type map_;
   std::string path_;  ///< Always empty.

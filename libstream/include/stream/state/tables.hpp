@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "stream/checkpoint/snapshot.hpp"
 #include "stream/codec.hpp"
 #include "stream/detail/flat_map.hpp"
 #include "stream/event_time.hpp"
@@ -63,13 +64,31 @@ class state_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The type-independent part of a table: what checkpoints need.
+class table_base {
+ public:
+  virtual ~table_base() = default;
+
+  /// Checkpoint, synchronous phase: memory tables encode every entry of
+  /// `owned` into `out` as state `state`; persistent tables write their
+  /// cache back (the backend snapshots the database).
+  virtual void snapshot_to(checkpoint::snapshot_builder& out,
+                           std::uint32_t state, key_group_range owned) = 0;
+
+  /// Restore: adds one entry encoded as in a checkpoint (key: codec of the
+  /// key then of the namespace; value: codec of the value).
+  virtual status load(key_group kg, std::string_view key,
+                      std::string_view value) = 0;
+
+  /// Makes every change durable in the backend (no-op in memory).
+  virtual void flush() {}
+};
+
 /// Keyed values of one state of one operator instance.
 template <class K, class N, class V>
-class table {
+class table : public table_base {
  public:
   using visitor = std::function<void(key_group, const K&, const N&, const V&)>;
-
-  virtual ~table() = default;
 
   /// The value, or null when absent. Valid until the next call on the table.
   virtual const V* find(key_group kg, const K& key, const N& ns) = 0;
@@ -87,10 +106,20 @@ class table {
 
   /// Removes every entry whose key group lies in `range`.
   virtual void drop(key_group_range range) = 0;
-
-  /// Makes every change durable in the backend (no-op in memory).
-  virtual void flush() {}
 };
+
+/// Splits an encoded checkpoint key into the key and the namespace.
+template <class K, class N>
+status decode_entry_key(std::string_view bytes, std::size_t skip, K& key,
+                        N& ns) {
+  detail::reader in(
+      {reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()},
+      skip);
+  auto st = codec<K>::decode(in, key);
+  if (st.ok()) st = codec<N>::decode(in, ns);
+  if (st.ok()) st = in.expect_end("state key");
+  return st;
+}
 
 /// Key of an entry in an in-memory map: the user key and the namespace.
 template <class K, class N>
@@ -167,6 +196,32 @@ class memory_table final : public table<K, N, V> {
   void drop(key_group_range range) override {
     for (auto kg = range.start; kg < range.end && kg < groups_.size(); ++kg)
       groups_[kg] = {};
+  }
+
+  void snapshot_to(checkpoint::snapshot_builder& out, std::uint32_t state,
+                   key_group_range owned) override {
+    for (auto kg = owned.start; kg < owned.end && kg < groups_.size(); ++kg) {
+      for (const auto& m : groups_[kg]) {
+        m.map.for_each([&](const K& k, const V& v) {
+          out.add_entry(state, kg, k, m.ns, v);
+        });
+      }
+    }
+  }
+
+  status load(key_group kg, std::string_view key,
+              std::string_view value) override {
+    if (kg >= groups_.size())
+      return {errc::malformed_data, "checkpointed key group " +
+                                        std::to_string(kg) +
+                                        " is beyond the max parallelism " +
+                                        std::to_string(groups_.size())};
+    K k{};
+    N ns{};
+    if (auto st = decode_entry_key(key, 0, k, ns); !st.ok()) return st;
+    bool created = false;
+    auto& v = upsert(kg, k, ns, created);
+    return checkpoint::decode_all(value, v);
   }
 
  private:
@@ -273,6 +328,22 @@ class leveldb_table final : public table<K, N, V> {
     }
   }
 
+  void snapshot_to(checkpoint::snapshot_builder&, std::uint32_t,
+                   key_group_range) override {
+    flush();
+  }
+
+  status load(key_group kg, std::string_view key,
+              std::string_view value) override {
+    // Checkpoint bytes are the database's bytes: no decoding needed.
+    std::string k;
+    k.reserve(4 + key.size());
+    append_prefix(k, kg, id_);
+    k.append(key);
+    cache_.clear();
+    return store_->put(k, value);
+  }
+
   void flush() override {
     std::vector<kv_write> writes;
     for (auto it = cache_.begin(); it != cache_.end();) {
@@ -376,11 +447,13 @@ class leveldb_table final : public table<K, N, V> {
 };
 
 /// The keyed state of one operator instance: creates its tables in the
-/// configured backend.
+/// configured backend, snapshots them for checkpoints and restores them.
 class keyed_backend {
  public:
   /// Opens the backend of `options.state_backend`; for LevelDB a fresh
-  /// database in `<state_dir>/<job>/<instance>`.
+  /// database in `<state_dir>/<job>/<instance>`, deleted again when the
+  /// backend (and any snapshot still being written) is gone: it is working
+  /// state, checkpoints hold the durable copy.
   static result<std::unique_ptr<keyed_backend>> open(
       const job_options& options, const std::string& instance);
 
@@ -389,25 +462,55 @@ class keyed_backend {
   bool persistent() const noexcept { return store_ != nullptr; }
 
   /// Creates the table of the state named `name` (names are unique per
-  /// operator, at most 65535 of them; the n-th name gets id n). Throws
-  /// `state_error` on a duplicate name.
+  /// operator, at most 65535 of them). Restored entries of that name are
+  /// loaded into it. Throws `state_error` on a duplicate name or restored
+  /// entries that do not decode as this table's types. The table must not
+  /// outlive the backend.
   template <class K, class N, class V>
   std::unique_ptr<table<K, N, V>> make_table(const std::string& name) {
     auto id = register_state(name);
+    std::unique_ptr<table<K, N, V>> t;
     if (!store_)
-      return std::make_unique<memory_table<K, N, V>>(max_parallelism_);
-    return std::make_unique<leveldb_table<K, N, V>>(*store_, id,
-                                                    cache_entries_);
+      t = std::make_unique<memory_table<K, N, V>>(max_parallelism_);
+    else
+      t = std::make_unique<leveldb_table<K, N, V>>(*store_, id, cache_entries_);
+    states_[id].table = t.get();
+    load_pending(id);
+    return t;
   }
 
+  /// Checkpoint, synchronous phase: memory tables are encoded into
+  /// `out.data`; LevelDB writes its caches back and takes a database
+  /// snapshot that `out.deferred` scans on the background writer.
+  void snapshot(checkpoint::pending_snapshot& out);
+
+  /// Loads the keyed entries of `in` (state names starting with "__" are
+  /// operators' own and skipped). Entries of states that no table was made
+  /// for yet wait for `make_table`, and are kept in snapshots until then.
+  status restore(const checkpoint::restored_state& in);
+
  private:
+  struct raw_entry {
+    key_group kg;
+    std::string key;
+    std::string value;
+  };
+  struct state_slot {
+    std::string name;
+    table_base* table = nullptr;
+    bool claimed = false;  ///< A table was made (restore only reserves).
+    std::vector<raw_entry> pending;  ///< Memory: restored, no table yet.
+  };
+
   keyed_backend() = default;
   std::uint16_t register_state(const std::string& name);
+  std::uint16_t slot_of(std::string_view name);
+  void load_pending(std::uint16_t id);
 
   std::uint32_t max_parallelism_ = 128;
   std::size_t cache_entries_ = 0;
   std::unique_ptr<kv_store> store_;
-  std::vector<std::string> names_;
+  std::vector<state_slot> states_;
 };
 
 }  // namespace stream::state

@@ -1,0 +1,533 @@
+#include "coordinator.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "task_actor.hpp"
+
+namespace stream::actors {
+
+namespace {
+
+constexpr double ns_to_seconds = 1e-9;
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+const char* kind_name(checkpoint::snapshot_kind kind) {
+  return kind == checkpoint::snapshot_kind::savepoint ? "savepoint"
+                                                      : "checkpoint";
+}
+
+}  // namespace
+
+coordinator::coordinator(caf::actor_config& cfg, coordinator_config config)
+    : caf::event_based_actor(cfg),
+      config_(std::move(config)),
+      storage_(std::make_shared<checkpoint::storage>(
+          config_.options.checkpoint_dir, config_.options.savepoint_dir,
+          config_.options.job_name)),
+      writer_(std::make_shared<checkpoint::background_writer>(1)),
+      policy_(config_.options),
+      fingerprint_(config_.graph->fingerprint()) {
+  const auto& plan = *config_.plan;
+  std::uint32_t offset = 0;
+  for (const auto& c : plan.chains()) {
+    chain_offset_.push_back(offset);
+    offset += c.parallelism;
+  }
+  next_id_ = storage_->highest_id() + 1;
+  if (config_.restore) {
+    next_id_ = std::max(next_id_, config_.restore->meta.id + 1);
+    completed_.push_back(*config_.restore);
+  }
+  metric_labels labels{{"job", config_.options.job_name}};
+  auto& r = *config_.registry;
+  completed_total_ = &r.get_counter("stream_checkpoints_completed_total",
+                                    "Checkpoints and savepoints completed.",
+                                    labels);
+  // Created per reason on first use; listed here so that every reason shows
+  // up at zero.
+  for (const char* reason : {"timeout", "declined", "failover", "storage"}) {
+    auto l = labels;
+    l.emplace_back("reason", reason);
+    r.get_counter("stream_checkpoints_failed_total",
+                  "Checkpoints aborted, by reason.", l);
+  }
+  restarts_total_ = &r.get_counter(
+      "stream_restarts_total", "Times the job was restarted after a failure.",
+      labels);
+  recovery_ns_total_ = &r.get_counter(
+      "stream_recovery_seconds_total",
+      "Time from failures to every task running again with restored state.",
+      labels, ns_to_seconds);
+  in_progress_ = &r.get_gauge("stream_checkpoint_in_progress",
+                              "1 while a checkpoint or savepoint is running.",
+                              labels);
+  duration_ = &r.get_gauge(
+      "stream_checkpoint_duration_seconds",
+      "Trigger to completion of the last completed checkpoint.", labels,
+      ns_to_seconds);
+  size_ = &r.get_gauge("stream_checkpoint_size_bytes",
+                       "State bytes of the last completed checkpoint.", labels);
+  alignment_ = &r.get_gauge(
+      "stream_checkpoint_alignment_seconds",
+      "Longest barrier alignment of any task in the last completed "
+      "checkpoint.",
+      labels, ns_to_seconds);
+  sync_ = &r.get_gauge(
+      "stream_checkpoint_sync_seconds",
+      "Longest synchronous snapshot phase (processing paused) of any task "
+      "in the last completed checkpoint.",
+      labels, ns_to_seconds);
+  async_ = &r.get_gauge(
+      "stream_checkpoint_async_seconds",
+      "Longest background write of any task in the last completed "
+      "checkpoint.",
+      labels, ns_to_seconds);
+  last_id_ = &r.get_gauge("stream_checkpoint_last_completed_id",
+                          "Id of the last completed checkpoint or savepoint.",
+                          labels);
+  last_recovery_ = &r.get_gauge(
+      "stream_last_recovery_seconds",
+      "Failure to every task running again, for the last restart.", labels,
+      ns_to_seconds);
+}
+
+caf::behavior coordinator::make_behavior() {
+  set_down_handler([this](caf::down_msg& down) { on_down(down); });
+  deploy(config_.restore);
+  if (config_.options.checkpoint_interval.count() > 0)
+    delayed_send(this, config_.options.checkpoint_interval,
+                 checkpoint_atom::value);
+  return {
+      [this](checkpoint_atom) {
+        delayed_send(this, config_.options.checkpoint_interval,
+                     checkpoint_atom::value);
+        if (phase_ != phase::running || pending_) return;
+        if (clock::now() - last_end_ < config_.options.checkpoint_min_pause)
+          return;
+        trigger(checkpoint::snapshot_kind::checkpoint, false, all_finished());
+      },
+      [this](savepoint_atom) {
+        savepoint_requested_ = true;
+        after_checkpoint();
+      },
+      [this](stop_atom) {
+        if (phase_ != phase::running) return;
+        if (config_.options.stop_with_savepoint) {
+          stop_requested_ = true;
+          after_checkpoint();
+          return;
+        }
+        for (auto& t : tasks_) {
+          if (t.source && !t.down)
+            send<caf::message_priority::high>(t.handle, stop_atom::value);
+        }
+        stopped_ = true;
+      },
+      [this](start_atom, std::uint32_t attempt) {
+        if (attempt != attempt_) return;
+        for (auto& t : tasks_) {
+          if (t.handle.address() ==
+              caf::actor_cast<caf::actor_addr>(current_sender()))
+            t.started = true;
+        }
+        if (recovering_ && std::all_of(tasks_.begin(), tasks_.end(),
+                                       [](const task_slot& t) {
+                                         return t.started;
+                                       })) {
+          recovering_ = false;
+          auto took = clock::now() - failed_at_;
+          auto ns =
+              std::chrono::duration_cast<std::chrono::nanoseconds>(took)
+                  .count();
+          last_recovery_->set(ns);
+          recovery_ns_total_->add(static_cast<std::uint64_t>(ns));
+        }
+      },
+      [this](ack_atom, snapshot_ack& ack) { on_ack(ack); },
+      [this](decline_atom, std::uint32_t attempt, std::int64_t id,
+             const std::string& why) {
+        if (attempt != attempt_ || !pending_ || pending_->id != id) return;
+        abort("declined: " + why, "declined");
+      },
+      [this](timeout_atom, std::uint32_t attempt, std::int64_t id) {
+        if (attempt != attempt_ || !pending_ || pending_->id != id) return;
+        auto ms = config_.options.checkpoint_timeout.count();
+        abort("timed out after " + std::to_string(ms) + " ms with " +
+                  std::to_string(pending_->acked_count) + " of " +
+                  std::to_string(tasks_.size()) + " tasks acknowledged",
+              "timeout");
+      },
+      [this](finished_atom, std::uint32_t attempt, std::uint32_t chain,
+             std::uint32_t subtask) {
+        if (attempt == attempt_) on_finished(chain, subtask);
+      },
+      [this](failed_atom, std::uint32_t attempt, const std::string& what) {
+        if (attempt == attempt_) on_failure(what);
+      },
+      [this](restart_atom, std::uint32_t attempt) {
+        if (attempt != attempt_ || phase_ != phase::restarting) return;
+        restart_due_ = true;
+        if (alive_ == 0) redeploy();
+      },
+  };
+}
+
+void coordinator::deploy(
+    std::shared_ptr<const checkpoint::restore_point> restore) {
+  const auto& graph = *config_.graph;
+  const auto& plan = *config_.plan;
+  tasks_.clear();
+  std::vector<std::vector<caf::actor>> by_chain(plan.chains().size());
+  for (const auto& c : plan.chains()) {
+    for (std::uint32_t s = 0; s < c.parallelism; ++s) {
+      task_actor_config cfg;
+      cfg.graph = &graph;
+      cfg.plan = &plan;
+      cfg.registry = config_.registry;
+      cfg.options = config_.options;
+      cfg.chain = c.id;
+      cfg.subtask = s;
+      cfg.attempt = attempt_;
+      cfg.runner = this;
+      cfg.storage = storage_;
+      cfg.writer = writer_;
+      cfg.restore = restore;
+      auto a = spawn<task_actor>(std::move(cfg));
+      by_chain[c.id].push_back(a);
+      task_slot slot;
+      slot.handle = a;
+      slot.chain = c.id;
+      slot.subtask = s;
+      slot.source =
+          graph.at(c.nodes.front()).kind == job_graph::node_kind::source;
+      tasks_.push_back(std::move(slot));
+    }
+  }
+  // Every channel is numbered by the plan at both ends; wiring tells each
+  // task the peer actor and the peer's channel number.
+  for (const auto& c : plan.chains()) {
+    for (std::uint32_t s = 0; s < c.parallelism; ++s) {
+      std::vector<caf::actor> outs;
+      std::vector<std::uint32_t> out_peer;
+      for (const auto& ref : plan.outputs(c.id, s)) {
+        outs.push_back(
+            by_chain[plan.edge(ref.edge).to_chain][ref.peer_subtask]);
+        out_peer.push_back(plan.input_channel(ref.edge, s));
+      }
+      std::vector<caf::actor> ins;
+      std::vector<std::uint32_t> in_peer;
+      for (const auto& ref : plan.inputs(c.id, s)) {
+        ins.push_back(
+            by_chain[plan.edge(ref.edge).from_chain][ref.peer_subtask]);
+        in_peer.push_back(plan.output_channel(ref.edge, s));
+      }
+      send(by_chain[c.id][s], wire_atom::value, std::move(outs),
+           std::move(out_peer), std::move(ins), std::move(in_peer));
+    }
+  }
+  alive_ = tasks_.size();
+  for (auto& t : tasks_) {
+    monitor(t.handle);
+    send(t.handle, start_atom::value);
+  }
+}
+
+std::size_t coordinator::index_of(std::uint32_t chain,
+                                  std::uint32_t subtask) const {
+  return chain_offset_.at(chain) + subtask;
+}
+
+bool coordinator::all_finished() const {
+  return std::all_of(tasks_.begin(), tasks_.end(),
+                     [](const task_slot& t) { return t.finished; });
+}
+
+void coordinator::trigger(checkpoint::snapshot_kind kind, bool stop,
+                          bool final) {
+  auto id = next_id_++;
+  auto folder = storage_->create(id, kind);
+  if (!folder) {
+    std::fprintf(stderr, "stream: %s %lld not started: %s\n", kind_name(kind),
+                 static_cast<long long>(id),
+                 folder.error().message().c_str());
+    config_.registry
+        ->get_counter("stream_checkpoints_failed_total", "",
+                      {{"job", config_.options.job_name},
+                       {"reason", "storage"}})
+        .add(1);
+    if (final) {
+      failure_ = status{errc::io_error, "the final checkpoint failed: " +
+                                            folder.error().message()};
+      phase_ = phase::stopping;
+      shutdown_all();
+    }
+    return;
+  }
+  pending_checkpoint p;
+  p.id = id;
+  p.kind = kind;
+  p.folder = *folder;
+  p.started = clock::now();
+  p.acked.assign(tasks_.size(), false);
+  p.stop = stop;
+  p.final = final;
+  pending_ = std::move(p);
+  in_progress_->set(1);
+  bool savepoint = kind == checkpoint::snapshot_kind::savepoint;
+  for (auto& t : tasks_) {
+    if ((t.source || t.finished) && !t.down)
+      send(t.handle, trigger_atom::value, id, savepoint);
+  }
+  delayed_send(this, config_.options.checkpoint_timeout, timeout_atom::value,
+               attempt_, id);
+}
+
+void coordinator::on_ack(snapshot_ack& ack) {
+  if (ack.attempt != attempt_ || !pending_ || pending_->id != ack.id) {
+    // A late acknowledgement of an aborted checkpoint: its folder is gone
+    // or going; nothing refers to the files.
+    return;
+  }
+  auto idx = index_of(ack.chain, ack.subtask);
+  if (pending_->acked.at(idx)) return;
+  pending_->acked[idx] = true;
+  ++pending_->acked_count;
+  pending_->acks.push_back(std::move(ack));
+  if (pending_->acked_count == tasks_.size()) complete();
+}
+
+checkpoint::metadata coordinator::build_metadata(
+    const pending_checkpoint& p) const {
+  checkpoint::metadata meta;
+  meta.job = config_.options.job_name;
+  meta.fingerprint = fingerprint_;
+  meta.id = p.id;
+  meta.kind = p.kind;
+  meta.created_ms = wall_ms();
+  meta.max_parallelism = config_.options.max_parallelism;
+  meta.final = p.final;
+  std::map<std::uint32_t, checkpoint::metadata::operator_entry> ops;
+  for (const auto& ack : p.acks) {
+    for (const auto& h : ack.handles) {
+      auto& op = ops[h.operator_id];
+      op.id = h.operator_id;
+      op.name = config_.plan->name_of(h.operator_id);
+      op.parallelism = config_.plan->chains().at(ack.chain).parallelism;
+      op.subtasks.push_back(h);
+    }
+  }
+  for (auto& [id, op] : ops) {
+    std::sort(op.subtasks.begin(), op.subtasks.end(),
+              [](const auto& a, const auto& b) { return a.subtask < b.subtask; });
+    meta.operators.push_back(std::move(op));
+  }
+  return meta;
+}
+
+void coordinator::complete() {
+  auto p = std::move(*pending_);
+  pending_.reset();
+  in_progress_->set(0);
+  auto meta = build_metadata(p);
+  if (auto st = checkpoint::write_metadata(p.folder, meta); !st.ok()) {
+    pending_ = std::move(p);
+    abort("cannot write its metadata: " + st.message(), "storage");
+    return;
+  }
+  auto now = clock::now();
+  last_end_ = now;
+  completed_total_->add(1);
+  duration_->set(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now - p.started)
+          .count());
+  size_->set(static_cast<std::int64_t>(meta.state_bytes()));
+  std::chrono::nanoseconds align{0}, sync{0}, async{0};
+  for (const auto& a : p.acks) {
+    align = std::max(align, a.alignment);
+    sync = std::max(sync, a.sync);
+    async = std::max(async, a.async);
+  }
+  alignment_->set(align.count());
+  sync_->set(sync.count());
+  async_->set(async.count());
+  last_id_->set(p.id);
+  completed_.push_back({p.folder, meta});
+  if (p.kind == checkpoint::snapshot_kind::savepoint) {
+    savepoint_folder_ = p.folder;
+    std::fprintf(stderr, "stream: savepoint %lld written to %s\n",
+                 static_cast<long long>(p.id), p.folder.c_str());
+  }
+  // Retention: drop restore points whose folders are gone.
+  storage_->retain(config_.options.checkpoints_retained);
+  std::erase_if(completed_, [](const checkpoint::restore_point& r) {
+    std::error_code ec;
+    return !std::filesystem::exists(r.folder + "/_metadata", ec);
+  });
+  for (auto& t : tasks_) {
+    if (!t.down) send(t.handle, complete_atom::value, p.id);
+  }
+  if (p.stop || p.final) {
+    stopped_ = p.stop;
+    phase_ = phase::stopping;
+    shutdown_all();
+    return;
+  }
+  after_checkpoint();
+}
+
+void coordinator::abort(const std::string& reason, const char* label) {
+  auto p = std::move(*pending_);
+  pending_.reset();
+  in_progress_->set(0);
+  last_end_ = clock::now();
+  config_.registry
+      ->get_counter("stream_checkpoints_failed_total", "",
+                    {{"job", config_.options.job_name}, {"reason", label}})
+      .add(1);
+  std::fprintf(stderr, "stream: %s %lld aborted: %s\n", kind_name(p.kind),
+               static_cast<long long>(p.id), reason.c_str());
+  if (auto st = storage_->discard(p.folder); !st.ok())
+    std::fprintf(stderr, "stream: %s\n", st.message().c_str());
+  if (p.final && phase_ == phase::running) {
+    failure_ = status{errc::io_error, "the final checkpoint failed: " + reason};
+    phase_ = phase::stopping;
+    shutdown_all();
+    return;
+  }
+  if (phase_ == phase::running) after_checkpoint();
+}
+
+void coordinator::after_checkpoint() {
+  if (phase_ != phase::running || pending_) return;
+  if (all_finished() && !tasks_.empty()) {
+    if (config_.options.checkpoint_interval.count() > 0) {
+      trigger(checkpoint::snapshot_kind::checkpoint, false, true);
+    } else {
+      phase_ = phase::stopping;
+      shutdown_all();
+    }
+    return;
+  }
+  if (stop_requested_) {
+    stop_requested_ = false;
+    savepoint_requested_ = false;
+    trigger(checkpoint::snapshot_kind::savepoint, true, false);
+  } else if (savepoint_requested_) {
+    savepoint_requested_ = false;
+    trigger(checkpoint::snapshot_kind::savepoint, false, false);
+  }
+}
+
+void coordinator::on_finished(std::uint32_t chain, std::uint32_t subtask) {
+  auto& t = tasks_.at(index_of(chain, subtask));
+  if (t.finished) return;
+  t.finished = true;
+  // A task that finished before the barrier reached it takes the pending
+  // snapshot as it is.
+  if (pending_ && !pending_->acked.at(index_of(chain, subtask)))
+    send(t.handle, trigger_atom::value, pending_->id,
+         pending_->kind == checkpoint::snapshot_kind::savepoint);
+  after_checkpoint();
+}
+
+void coordinator::on_failure(const std::string& what) {
+  if (phase_ != phase::running) return;
+  if (pending_) abort("a task failed", "failover");
+  auto delay = policy_.on_failure(clock::now());
+  if (!delay) {
+    failure_ = status{errc::operator_failed, what + " (" + policy_.reason() + ")"};
+    phase_ = phase::stopping;
+    kill_all();
+    return;
+  }
+  restarts_total_->add(1);
+  failed_at_ = clock::now();
+  phase_ = phase::restarting;
+  restart_due_ = false;
+  std::fprintf(stderr, "stream: %s; restart %u (%s) in %lld ms\n",
+               what.c_str(), policy_.restarts(), policy_.name().c_str(),
+               static_cast<long long>(delay->count()));
+  kill_all();
+  delayed_send(this, *delay, restart_atom::value, attempt_);
+}
+
+void coordinator::redeploy() {
+  // The newest restore point that still verifies; older ones are the
+  // fallback when a newer one was damaged meanwhile.
+  std::shared_ptr<const checkpoint::restore_point> from;
+  for (auto it = completed_.rbegin(); it != completed_.rend(); ++it) {
+    if (auto st = checkpoint::verify(it->folder, it->meta); !st.ok()) {
+      std::fprintf(stderr, "stream: skipped %s %lld for recovery: %s\n",
+                   kind_name(it->meta.kind),
+                   static_cast<long long>(it->meta.id), st.message().c_str());
+      continue;
+    }
+    from = std::make_shared<checkpoint::restore_point>(*it);
+    break;
+  }
+  ++attempt_;
+  phase_ = phase::running;
+  recovering_ = true;
+  if (from)
+    std::fprintf(stderr, "stream: restoring %s %lld from %s\n",
+                 kind_name(from->meta.kind),
+                 static_cast<long long>(from->meta.id), from->folder.c_str());
+  else
+    std::fprintf(stderr, "stream: no checkpoint to restore: starting over\n");
+  deploy(from);
+}
+
+void coordinator::shutdown_all() {
+  for (auto& t : tasks_) {
+    if (!t.down) send(t.handle, shutdown_atom::value);
+  }
+}
+
+void coordinator::kill_all() {
+  for (auto& t : tasks_) {
+    if (!t.down) send_exit(t.handle, caf::exit_reason::kill);
+  }
+}
+
+void coordinator::on_down(const caf::down_msg& down) {
+  auto it = std::find_if(tasks_.begin(), tasks_.end(), [&](const task_slot& t) {
+    return t.handle.address() == down.source;
+  });
+  if (it == tasks_.end() || it->down) return;
+  it->down = true;
+  --alive_;
+  if (phase_ == phase::running && down.reason &&
+      down.reason != caf::exit_reason::normal) {
+    // A task that threw reported why first; this is a crash without a word.
+    on_failure("operator '" + config_.plan->chains().at(it->chain).name +
+               "' subtask " + std::to_string(it->subtask) +
+               " ended unexpectedly: " + caf::to_string(down.reason));
+  }
+  if (alive_ > 0) return;
+  if (phase_ == phase::restarting && restart_due_) {
+    redeploy();
+  } else if (phase_ == phase::stopping) {
+    finish_job();
+  } else if (phase_ == phase::running) {
+    // Every task quit normally without a shutdown: should not happen.
+    failure_ = status{errc::internal, "every task ended without a shutdown"};
+    finish_job();
+  }
+}
+
+void coordinator::finish_job() {
+  auto code = static_cast<std::uint8_t>(failure_.code());
+  send(config_.runner, result_atom::value, code, failure_.message(), stopped_,
+       savepoint_folder_, policy_.restarts());
+  quit();
+}
+
+}  // namespace stream::actors

@@ -1,0 +1,145 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "messages.hpp"
+#include "stream/checkpoint/storage.hpp"
+#include "stream/checkpoint/writer.hpp"
+#include "stream/job_graph.hpp"
+#include "stream/metrics.hpp"
+#include "stream/restart.hpp"
+
+namespace stream::actors {
+
+/// What the coordinator needs. The pointed-to objects outlive it.
+struct coordinator_config {
+  const job_graph* graph = nullptr;
+  const execution_plan* plan = nullptr;
+  metrics_registry* registry = nullptr;
+  job_options options;
+  /// The checkpoint given with --restore, already resolved; may be null.
+  std::shared_ptr<const checkpoint::restore_point> restore;
+  caf::actor runner;  ///< Receives the `result`.
+};
+
+/// The job's coordinator: deploys the tasks, runs barrier checkpoints and
+/// savepoints, and fails over.
+///
+/// Checkpoint n: the folder is created, every running source (and every
+/// task that already finished) gets `trigger(n)`; barriers align
+/// downstream; every task acknowledges with its state handles from the
+/// background writer; with all acknowledgements in, the metadata is written
+/// atomically, old checkpoints are deleted, and every task hears
+/// `complete(n)` (sinks commit). One checkpoint at a time; one that times out
+/// or is declined is aborted, counted and deleted, and the job goes on.
+///
+/// A failing task (exception, crashed actor) makes the coordinator kill
+/// every task, wait the restart strategy's delay and redeploy from the
+/// newest complete checkpoint that still verifies, falling back to older
+/// ones. Past the strategy's limit the job fails.
+///
+/// When every task finished, a final checkpoint commits the last output
+/// (with checkpoints enabled), then the tasks shut down. Stop requests
+/// either drain the sources or (stop with savepoint) take a savepoint and
+/// shut down without draining.
+///
+/// Reports `result(code, message, stopped, savepoint folder, restarts)` to
+/// the runner once every task is gone; code 0 is success.
+class coordinator final : public caf::event_based_actor {
+ public:
+  coordinator(caf::actor_config& cfg, coordinator_config config);
+
+  caf::behavior make_behavior() override;
+  const char* name() const override { return "stream.coordinator"; }
+
+ private:
+  using clock = std::chrono::steady_clock;
+
+  struct task_slot {
+    caf::actor handle;
+    std::uint32_t chain = 0;
+    std::uint32_t subtask = 0;
+    bool source = false;
+    bool started = false;
+    bool finished = false;
+    bool down = false;
+  };
+
+  struct pending_checkpoint {
+    std::int64_t id = 0;
+    checkpoint::snapshot_kind kind = checkpoint::snapshot_kind::checkpoint;
+    std::string folder;
+    clock::time_point started;
+    std::vector<snapshot_ack> acks;
+    std::vector<bool> acked;
+    std::size_t acked_count = 0;
+    bool stop = false;   ///< Stop with savepoint: shut down once complete.
+    bool final = false;  ///< Taken after every task finished.
+  };
+
+  void deploy(std::shared_ptr<const checkpoint::restore_point> restore);
+  std::size_t index_of(std::uint32_t chain, std::uint32_t subtask) const;
+  bool all_finished() const;
+  void trigger(checkpoint::snapshot_kind kind, bool stop, bool final);
+  void on_ack(snapshot_ack& ack);
+  void complete();
+  void abort(const std::string& reason, const char* label);
+  void on_finished(std::uint32_t chain, std::uint32_t subtask);
+  void on_failure(const std::string& what);
+  void redeploy();
+  void shutdown_all();
+  void kill_all();
+  void on_down(const caf::down_msg& down);
+  void finish_job();
+  void after_checkpoint();
+  checkpoint::metadata build_metadata(const pending_checkpoint& p) const;
+
+  coordinator_config config_;
+  std::shared_ptr<checkpoint::storage> storage_;
+  std::shared_ptr<checkpoint::background_writer> writer_;
+  restart_policy policy_;
+  std::string fingerprint_;
+
+  std::vector<std::uint32_t> chain_offset_;
+  std::vector<task_slot> tasks_;
+  std::size_t alive_ = 0;
+  std::uint32_t attempt_ = 0;
+
+  enum class phase : std::uint8_t { running, restarting, stopping };
+  phase phase_ = phase::running;
+  bool restart_due_ = false;
+  clock::time_point failed_at_;
+  bool recovering_ = false;
+
+  std::optional<pending_checkpoint> pending_;
+  std::int64_t next_id_ = 1;
+  clock::time_point last_end_{};
+  /// Restore points of this run, oldest first: the initial one and every
+  /// completed checkpoint or savepoint still on disk.
+  std::vector<checkpoint::restore_point> completed_;
+  bool savepoint_requested_ = false;
+  bool stop_requested_ = false;
+
+  status failure_;
+  bool stopped_ = false;
+  std::string savepoint_folder_;
+
+  counter* completed_total_ = nullptr;
+  counter* restarts_total_ = nullptr;
+  counter* recovery_ns_total_ = nullptr;
+  gauge* in_progress_ = nullptr;
+  gauge* duration_ = nullptr;
+  gauge* size_ = nullptr;
+  gauge* alignment_ = nullptr;
+  gauge* sync_ = nullptr;
+  gauge* async_ = nullptr;
+  gauge* last_id_ = nullptr;
+  gauge* last_recovery_ = nullptr;
+};
+
+}  // namespace stream::actors
