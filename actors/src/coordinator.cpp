@@ -48,9 +48,9 @@ coordinator::coordinator(caf::actor_config& cfg, coordinator_config config)
   }
   metric_labels labels{{"job", config_.options.job_name}};
   auto& r = *config_.registry;
-  completed_total_ = &r.get_counter("stream_checkpoints_completed_total",
-                                    "Checkpoints and savepoints completed.",
-                                    labels);
+  completed_total_ =
+      &r.get_counter("stream_checkpoints_completed_total",
+                     "Checkpoints and savepoints completed.", labels);
   // Created per reason on first use; listed here so that every reason shows
   // up at zero.
   for (const char* reason : {"timeout", "declined", "failover", "storage"}) {
@@ -59,20 +59,20 @@ coordinator::coordinator(caf::actor_config& cfg, coordinator_config config)
     r.get_counter("stream_checkpoints_failed_total",
                   "Checkpoints aborted, by reason.", l);
   }
-  restarts_total_ = &r.get_counter(
-      "stream_restarts_total", "Times the job was restarted after a failure.",
-      labels);
+  restarts_total_ =
+      &r.get_counter("stream_restarts_total",
+                     "Times the job was restarted after a failure.", labels);
   recovery_ns_total_ = &r.get_counter(
       "stream_recovery_seconds_total",
       "Time from failures to every task running again with restored state.",
       labels, ns_to_seconds);
-  in_progress_ = &r.get_gauge("stream_checkpoint_in_progress",
-                              "1 while a checkpoint or savepoint is running.",
-                              labels);
-  duration_ = &r.get_gauge(
-      "stream_checkpoint_duration_seconds",
-      "Trigger to completion of the last completed checkpoint.", labels,
-      ns_to_seconds);
+  in_progress_ =
+      &r.get_gauge("stream_checkpoint_in_progress",
+                   "1 while a checkpoint or savepoint is running.", labels);
+  duration_ =
+      &r.get_gauge("stream_checkpoint_duration_seconds",
+                   "Trigger to completion of the last completed checkpoint.",
+                   labels, ns_to_seconds);
   size_ = &r.get_gauge("stream_checkpoint_size_bytes",
                        "State bytes of the last completed checkpoint.", labels);
   alignment_ = &r.get_gauge(
@@ -85,18 +85,18 @@ coordinator::coordinator(caf::actor_config& cfg, coordinator_config config)
       "Longest synchronous snapshot phase (processing paused) of any task "
       "in the last completed checkpoint.",
       labels, ns_to_seconds);
-  async_ = &r.get_gauge(
-      "stream_checkpoint_async_seconds",
-      "Longest background write of any task in the last completed "
-      "checkpoint.",
-      labels, ns_to_seconds);
-  last_id_ = &r.get_gauge("stream_checkpoint_last_completed_id",
-                          "Id of the last completed checkpoint or savepoint.",
-                          labels);
-  last_recovery_ = &r.get_gauge(
-      "stream_last_recovery_seconds",
-      "Failure to every task running again, for the last restart.", labels,
-      ns_to_seconds);
+  async_ =
+      &r.get_gauge("stream_checkpoint_async_seconds",
+                   "Longest background write of any task in the last completed "
+                   "checkpoint.",
+                   labels, ns_to_seconds);
+  last_id_ =
+      &r.get_gauge("stream_checkpoint_last_completed_id",
+                   "Id of the last completed checkpoint or savepoint.", labels);
+  last_recovery_ =
+      &r.get_gauge("stream_last_recovery_seconds",
+                   "Failure to every task running again, for the last restart.",
+                   labels, ns_to_seconds);
 }
 
 caf::behavior coordinator::make_behavior() {
@@ -138,15 +138,13 @@ caf::behavior coordinator::make_behavior() {
               caf::actor_cast<caf::actor_addr>(current_sender()))
             t.started = true;
         }
-        if (recovering_ && std::all_of(tasks_.begin(), tasks_.end(),
-                                       [](const task_slot& t) {
-                                         return t.started;
-                                       })) {
+        if (recovering_ &&
+            std::all_of(tasks_.begin(), tasks_.end(),
+                        [](const task_slot& t) { return t.started; })) {
           recovering_ = false;
           auto took = clock::now() - failed_at_;
-          auto ns =
-              std::chrono::duration_cast<std::chrono::nanoseconds>(took)
-                  .count();
+          auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(took)
+                        .count();
           last_recovery_->set(ns);
           recovery_ns_total_->add(static_cast<std::uint64_t>(ns));
         }
@@ -256,12 +254,11 @@ void coordinator::trigger(checkpoint::snapshot_kind kind, bool stop,
   auto folder = storage_->create(id, kind);
   if (!folder) {
     std::fprintf(stderr, "stream: %s %lld not started: %s\n", kind_name(kind),
-                 static_cast<long long>(id),
-                 folder.error().message().c_str());
+                 static_cast<long long>(id), folder.error().message().c_str());
     config_.registry
-        ->get_counter("stream_checkpoints_failed_total", "",
-                      {{"job", config_.options.job_name},
-                       {"reason", "storage"}})
+        ->get_counter(
+            "stream_checkpoints_failed_total", "",
+            {{"job", config_.options.job_name}, {"reason", "storage"}})
         .add(1);
     if (final) {
       failure_ = status{errc::io_error, "the final checkpoint failed: " +
@@ -325,8 +322,9 @@ checkpoint::metadata coordinator::build_metadata(
     }
   }
   for (auto& [id, op] : ops) {
-    std::sort(op.subtasks.begin(), op.subtasks.end(),
-              [](const auto& a, const auto& b) { return a.subtask < b.subtask; });
+    std::sort(
+        op.subtasks.begin(), op.subtasks.end(),
+        [](const auto& a, const auto& b) { return a.subtask < b.subtask; });
     meta.operators.push_back(std::move(op));
   }
   return meta;
@@ -443,7 +441,8 @@ void coordinator::on_failure(const std::string& what) {
   if (pending_) abort("a task failed", "failover");
   auto delay = policy_.on_failure(clock::now());
   if (!delay) {
-    failure_ = status{errc::operator_failed, what + " (" + policy_.reason() + ")"};
+    failure_ =
+        status{errc::operator_failed, what + " (" + policy_.reason() + ")"};
     phase_ = phase::stopping;
     kill_all();
     return;
@@ -452,8 +451,8 @@ void coordinator::on_failure(const std::string& what) {
   failed_at_ = clock::now();
   phase_ = phase::restarting;
   restart_due_ = false;
-  std::fprintf(stderr, "stream: %s; restart %u (%s) in %lld ms\n",
-               what.c_str(), policy_.restarts(), policy_.name().c_str(),
+  std::fprintf(stderr, "stream: %s; restart %u (%s) in %lld ms\n", what.c_str(),
+               policy_.restarts(), policy_.name().c_str(),
                static_cast<long long>(delay->count()));
   kill_all();
   delayed_send(this, *delay, restart_atom::value, attempt_);

@@ -40,8 +40,8 @@ std::int64_t id_in(std::string_view name, std::string_view prefix,
   if (!name.starts_with(prefix) || !name.ends_with(suffix) ||
       name.size() <= prefix.size() + suffix.size())
     return -1;
-  auto digits = name.substr(prefix.size(),
-                            name.size() - prefix.size() - suffix.size());
+  auto digits =
+      name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
   std::int64_t id = -1;
   auto [ptr, ec] =
       std::from_chars(digits.data(), digits.data() + digits.size(), id);

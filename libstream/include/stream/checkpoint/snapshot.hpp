@@ -117,9 +117,9 @@ struct restored_state {
         std::string_view key, value;
         while (in.next(state, key, value)) {
           if (state >= part.state_names.size())
-            return {errc::malformed_data,
-                    "state entry refers to unknown state " +
-                        std::to_string(state)};
+            return {
+                errc::malformed_data,
+                "state entry refers to unknown state " + std::to_string(state)};
           fn(part.state_names[state], g.group, key, value);
         }
         if (!in.error().ok()) return in.error();
@@ -133,8 +133,8 @@ struct restored_state {
 /// not decode exactly.
 template <class T>
 status decode_all(std::string_view bytes, T& out) {
-  detail::reader in({reinterpret_cast<const std::uint8_t*>(bytes.data()),
-                     bytes.size()});
+  detail::reader in(
+      {reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
   auto st = codec<T>::decode(in, out);
   if (st.ok()) st = in.expect_end("checkpointed state");
   return st;

@@ -1,0 +1,248 @@
+// Checkpoints and failover in one process: the exactly_once job (event-time
+// windows, keyed value state and timers, exactly-once file sinks) with
+// failures injected at random readings, during a checkpoint, with a damaged
+// newest checkpoint, and with a checkpoint that times out. Its committed
+// output is compared line for line with a reference computed straight from
+// the readings.
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "backend_fixture.hpp"
+#include "exactly_once.hpp"
+#include "exactly_once_reference.hpp"
+#include "stream/metrics.hpp"
+#include "stream/run.hpp"
+
+namespace stream {
+namespace {
+
+namespace fs = std::filesystem;
+using stream::testing::committed_lines;
+using stream::testing::exactly_once_expected;
+using stream::testing::line_diff;
+
+constexpr std::uint64_t sensors = 40;
+
+class checkpoint_test : public stream::testing::backend_test {
+ protected:
+  /// Parallelism 2 (so window and process subtasks align barriers from two
+  /// source subtasks), a checkpoint every 20 ms, quick restarts.
+  job_options options(const std::string& job) const {
+    auto o = backend_options(256);
+    o.job_name = job;
+    o.checkpoint_interval = std::chrono::milliseconds{20};
+    o.checkpoint_dir = dir_ + "/checkpoints";
+    o.restart_strategy = "fixed-delay";
+    o.restart_attempts = 20;
+    o.restart_delay = std::chrono::milliseconds{5};
+    return o;
+  }
+
+  std::string output() const { return dir_ + "/out"; }
+
+  /// Runs the job over `readings` readings at `rate` per second.
+  result<job_report> run(const job_options& o, std::uint64_t readings,
+                         double rate, exactly_once::failure_fn fail) {
+    environment env{o};
+    generator_options gen;
+    gen.count = readings;
+    gen.rate = rate;
+    exactly_once::build(env, sensors, gen, std::move(fail), output());
+    execution_hooks hooks;
+    hooks.registry = registry_;
+    return execute(env, hooks);
+  }
+
+  double counter_value(const std::string& name,
+                       const metric_labels& labels) const {
+    for (const auto& f : registry_->snapshot()) {
+      if (f.name != name) continue;
+      for (const auto& s : f.samples) {
+        if (s.labels == labels) return s.value;
+      }
+    }
+    return -1;
+  }
+
+  std::shared_ptr<metrics_registry> registry_ =
+      std::make_shared<metrics_registry>();
+};
+
+TEST_P(checkpoint_test, failures_at_random_readings_lose_and_repeat_nothing) {
+  constexpr std::uint64_t readings = 60'000;
+  auto o = options("faults");
+  // Three failures at random readings, and one at the first reading after
+  // 20,000 that finds a checkpoint in progress.
+  const auto seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng{seed};
+  std::set<std::uint64_t> targets;
+  while (targets.size() < 3)
+    targets.insert(std::uniform_int_distribution<std::uint64_t>{
+        1000, readings - 1000}(rng));
+  auto& in_progress = registry_->get_gauge(
+      "stream_checkpoint_in_progress",
+      "1 while a checkpoint or savepoint is running.", {{"job", "faults"}});
+  std::mutex mtx;
+  std::atomic<bool> during_checkpoint{false};
+  auto fail = [&](std::uint64_t seq) {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (targets.erase(seq) > 0) return true;
+    if (seq >= 20'000 && !during_checkpoint && in_progress.value() == 1) {
+      during_checkpoint = true;
+      return true;
+    }
+    return false;
+  };
+  auto report = run(o, readings, 30'000, fail);
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  EXPECT_TRUE(targets.empty()) << "every injected failure happened";
+  EXPECT_TRUE(during_checkpoint) << "a failure hit a running checkpoint";
+  EXPECT_EQ(report->restarts, 4u);
+  EXPECT_EQ(counter_value("stream_restarts_total", {{"job", "faults"}}), 4);
+  EXPECT_GE(
+      counter_value("stream_checkpoints_completed_total", {{"job", "faults"}}),
+      4);
+  auto expected = exactly_once_expected(readings, sensors);
+  auto actual = committed_lines(output());
+  EXPECT_EQ(actual.size(), expected.size());
+  EXPECT_TRUE(actual == expected) << line_diff(expected, actual);
+}
+
+TEST_P(checkpoint_test, failover_falls_back_past_a_damaged_checkpoint) {
+  constexpr std::uint64_t readings = 40'000;
+  auto o = options("damaged");
+  o.checkpoints_retained = 3;
+  auto& last_id = registry_->get_gauge(
+      "stream_checkpoint_last_completed_id",
+      "Id of the last completed checkpoint or savepoint.",
+      {{"job", "damaged"}});
+  std::mutex mtx;
+  std::int64_t damaged = 0;
+  auto root = fs::path{o.checkpoint_dir} / "damaged";
+  // Once three checkpoints completed: flip a byte in a state file of the
+  // newest, then fail.
+  auto fail = [&](std::uint64_t seq) {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (damaged != 0 || seq < 10'000 || last_id.value() < 3) return false;
+    damaged = last_id.value();
+    auto folder = root / ("chk-" + std::to_string(damaged));
+    fs::path largest;
+    std::uintmax_t size = 0;
+    for (const auto& f : fs::directory_iterator(folder)) {
+      if (f.path().extension() == ".state" && f.file_size() > size) {
+        size = f.file_size();
+        largest = f.path();
+      }
+    }
+    std::fstream file{largest, std::ios::in | std::ios::out | std::ios::binary};
+    file.seekp(static_cast<std::streamoff>(size / 2));
+    char c = 0;
+    file.seekg(static_cast<std::streamoff>(size / 2));
+    file.get(c);
+    file.seekp(static_cast<std::streamoff>(size / 2));
+    file.put(static_cast<char>(c ^ 0x5a));
+    return true;
+  };
+  ::testing::internal::CaptureStderr();
+  auto report = run(o, readings, 20'000, fail);
+  auto err = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(report.ok()) << report.error().to_string() << "\n" << err;
+  ASSERT_NE(damaged, 0);
+  EXPECT_NE(err.find("skipped checkpoint " + std::to_string(damaged) +
+                     " for recovery"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("checksum mismatch"), std::string::npos) << err;
+  EXPECT_NE(err.find("restoring checkpoint " + std::to_string(damaged - 1)),
+            std::string::npos)
+      << err;
+  auto expected = exactly_once_expected(readings, sensors);
+  auto actual = committed_lines(output());
+  EXPECT_TRUE(actual == expected) << line_diff(expected, actual);
+}
+
+TEST_P(checkpoint_test, a_checkpoint_that_times_out_is_aborted_and_counted) {
+  constexpr std::uint64_t readings = 20'000;
+  auto o = options("timeout");
+  o.threads = 3;  // one stays blocked in the user function below
+  o.checkpoint_timeout = std::chrono::milliseconds{60};
+  auto& timeouts = registry_->get_counter(
+      "stream_checkpoints_failed_total", "Checkpoints aborted, by reason.",
+      {{"job", "timeout"}, {"reason", "timeout"}});
+  auto& completed = registry_->get_counter(
+      "stream_checkpoints_completed_total",
+      "Checkpoints and savepoints completed.", {{"job", "timeout"}});
+  std::uint64_t completed_before = 0;
+  // At reading 5,000 the source chain stalls (a slow external call, say)
+  // until the coordinator gave up on the checkpoint it could not finish.
+  auto fail = [&](std::uint64_t seq) {
+    if (seq != 5'000) return false;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+    while (timeouts.raw() == 0) {
+      if (std::chrono::steady_clock::now() > deadline)
+        throw std::runtime_error{"no checkpoint timed out within 10 s"};
+      std::this_thread::sleep_for(std::chrono::milliseconds{1});
+    }
+    completed_before = completed.raw();
+    return false;
+  };
+  ::testing::internal::CaptureStderr();
+  auto report = run(o, readings, 20'000, fail);
+  auto err = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(report.ok()) << report.error().to_string() << "\n" << err;
+  EXPECT_EQ(report->restarts, 0u);
+  EXPECT_GE(timeouts.raw(), 1u);
+  EXPECT_NE(err.find("timed out after 60 ms"), std::string::npos) << err;
+  EXPECT_GT(completed.raw(), completed_before)
+      << "checkpoints complete again after the timeout";
+  // Aborted checkpoints leave no folder behind.
+  for (const auto& f : fs::directory_iterator(fs::path{o.checkpoint_dir} /
+                                              "timeout")) {
+    EXPECT_TRUE(fs::exists(f.path() / "_metadata"))
+        << f.path() << " is an aborted checkpoint that was not removed";
+  }
+  auto expected = exactly_once_expected(readings, sensors);
+  auto actual = committed_lines(output());
+  EXPECT_TRUE(actual == expected) << line_diff(expected, actual);
+}
+
+TEST_P(checkpoint_test, past_the_restart_limit_the_job_fails_clearly) {
+  auto o = options("limit");
+  o.restart_attempts = 2;
+  std::atomic<int> failures{0};
+  auto fail = [&](std::uint64_t seq) {
+    if (seq != 100) return false;
+    ++failures;
+    return true;  // every attempt fails at the same reading
+  };
+  ::testing::internal::CaptureStderr();
+  auto report = run(o, 5'000, 0, fail);
+  auto err = ::testing::internal::GetCapturedStderr();
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.error().code(), errc::operator_failed);
+  EXPECT_NE(report.error().message().find("injected failure at reading 100"),
+            std::string::npos)
+      << report.error().message();
+  EXPECT_NE(report.error().message().find(
+                "restart strategy fixed-delay: 2 restarts used"),
+            std::string::npos)
+      << report.error().message();
+  EXPECT_EQ(failures.load(), 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(backends, checkpoint_test,
+                         ::testing::Values("memory", "leveldb"));
+
+}  // namespace
+}  // namespace stream
