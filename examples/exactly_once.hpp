@@ -95,7 +95,8 @@ using failure_fn = std::function<bool(std::uint64_t seq)>;
 /// generator -> fault injection -> timestamps -> key_by(sensor) ->
 ///   window: "window <end> sensor <s> count <n> sum <v>" -> <out>/windows
 ///   process: "total sensor <s> readings <n>" every 50 readings and
-///            "final sensor <s> readings <n> sum <v>" at the end -> <out>/totals
+///            "final sensor <s> readings <n> sum <v>" at the end ->
+///            <out>/totals
 inline void build(stream::environment& env, std::uint64_t sensors,
                   stream::generator_options generator, failure_fn fail,
                   const std::string& output) {
@@ -112,27 +113,29 @@ inline void build(stream::environment& env, std::uint64_t sensors,
           })
           .name("faults")
           .assign_timestamps_and_watermarks(
-              stream::watermark_strategy<reading>::
-                  for_bounded_out_of_orderness(
-                      std::chrono::milliseconds{max_delay_ms})
-                      .with_timestamp_assigner(
-                          [](const reading& r) { return r.ts; }))
+              stream::watermark_strategy<reading>::for_bounded_out_of_orderness(
+                  std::chrono::milliseconds{max_delay_ms})
+                  .with_timestamp_assigner(
+                      [](const reading& r) { return r.ts; }))
           .name("timestamps");
   auto by_sensor = readings.key_by([](const reading& r) { return r.sensor; });
   by_sensor.window(stream::tumbling_event_time_windows(std::chrono::seconds{1}))
-      .process<std::string>(
-          [](const std::uint64_t& sensor, const stream::time_window& w,
-             const std::vector<reading>& rs, stream::emitter<std::string>& out) {
-            std::int64_t sum = 0;
-            for (const auto& r : rs) sum += r.value;
-            out.emit("window " + std::to_string(w.end) + " sensor " +
-                     std::to_string(sensor) + " count " +
-                     std::to_string(rs.size()) + " sum " + std::to_string(sum));
-          })
+      .process<std::string>([](const std::uint64_t& sensor,
+                               const stream::time_window& w,
+                               const std::vector<reading>& rs,
+                               stream::emitter<std::string>& out) {
+        std::int64_t sum = 0;
+        for (const auto& r : rs) sum += r.value;
+        out.emit("window " + std::to_string(w.end) + " sensor " +
+                 std::to_string(sensor) + " count " +
+                 std::to_string(rs.size()) + " sum " + std::to_string(sum));
+      })
       .name("windows")
       .write_files(output + "/windows")
       .name("window_files");
-  by_sensor.process<std::string>(running_totals{}).name("totals")      .write_files(output + "/totals")
+  by_sensor.process<std::string>(running_totals{})
+      .name("totals")
+      .write_files(output + "/totals")
       .name("total_files");
 }
 

@@ -123,10 +123,10 @@ TEST_P(checkpoint_test, failover_falls_back_past_a_damaged_checkpoint) {
   constexpr std::uint64_t readings = 40'000;
   auto o = options("damaged");
   o.checkpoints_retained = 3;
-  auto& last_id = registry_->get_gauge(
-      "stream_checkpoint_last_completed_id",
-      "Id of the last completed checkpoint or savepoint.",
-      {{"job", "damaged"}});
+  auto& last_id =
+      registry_->get_gauge("stream_checkpoint_last_completed_id",
+                           "Id of the last completed checkpoint or savepoint.",
+                           {{"job", "damaged"}});
   std::mutex mtx;
   std::int64_t damaged = 0;
   auto root = fs::path{o.checkpoint_dir} / "damaged";
@@ -207,8 +207,8 @@ TEST_P(checkpoint_test, a_checkpoint_that_times_out_is_aborted_and_counted) {
   EXPECT_GT(completed.raw(), completed_before)
       << "checkpoints complete again after the timeout";
   // Aborted checkpoints leave no folder behind.
-  for (const auto& f : fs::directory_iterator(fs::path{o.checkpoint_dir} /
-                                              "timeout")) {
+  for (const auto& f :
+       fs::directory_iterator(fs::path{o.checkpoint_dir} / "timeout")) {
     EXPECT_TRUE(fs::exists(f.path() / "_metadata"))
         << f.path() << " is an aborted checkpoint that was not removed";
   }
