@@ -14,7 +14,7 @@ task_actor::task_actor(caf::actor_config& cfg, task_actor_config config)
     : caf::event_based_actor(cfg), config_(std::move(config)) {
   auto created = runtime::task::create(
       *config_.graph, *config_.plan, config_.chain, config_.subtask,
-      *config_.registry, config_.options, *this);
+      *config_.registry, config_.options, *this, config_.attempt);
   if (created)
     task_ = std::move(*created);
   else

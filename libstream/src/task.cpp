@@ -34,9 +34,10 @@ task::~task() { close(); }
 result<std::unique_ptr<task>> task::create(
     const job_graph& graph, const execution_plan& plan, std::uint32_t chain,
     std::uint32_t subtask, metrics_registry& registry,
-    const job_options& options, transport& io) {
+    const job_options& options, transport& io, std::uint32_t attempt) {
   std::unique_ptr<task> t{new task(io, options)};
-  if (auto st = t->build(graph, plan, chain, subtask, registry); !st.ok())
+  if (auto st = t->build(graph, plan, chain, subtask, registry, attempt);
+      !st.ok())
     return st;
   return t;
 }
@@ -72,7 +73,7 @@ std::unique_ptr<stage_object> task::make_router(const job_graph& graph,
 
 status task::build(const job_graph& graph, const execution_plan& plan,
                    std::uint32_t chain, std::uint32_t subtask,
-                   metrics_registry& registry) {
+                   metrics_registry& registry, std::uint32_t attempt) {
   const auto& c = plan.chains().at(chain);
   const auto& head_name = plan.name_of(c.nodes.front());
   registry_ = &registry;
@@ -126,6 +127,7 @@ status task::build(const job_graph& graph, const execution_plan& plan,
     ctx.operator_name = plan.name_of(n.id);
     ctx.operator_id = n.id;
     ctx.subtask = subtask;
+    ctx.attempt = attempt;
     ctx.parallelism = c.parallelism;
     ctx.max_parallelism = options_.max_parallelism;
     ctx.batch_size = options_.batch_size;

@@ -19,7 +19,10 @@
 
 namespace stream::detail {
 
-/// Directory-safe name of one operator instance's state: "<id>-<name>-<i>".
+/// Directory-safe name of one operator instance's working state:
+/// "<id>-<name>-<i>", plus "-a<attempt>" after a restart, so that a restarted
+/// instance never meets the database of the attempt before it (which a
+/// background snapshot may still be reading).
 inline std::string state_instance_name(const runtime::stage_context& ctx) {
   std::string name = std::to_string(ctx.operator_id) + "-";
   for (char c : ctx.operator_name) {
@@ -27,7 +30,9 @@ inline std::string state_instance_name(const runtime::stage_context& ctx) {
                 (c >= '0' && c <= '9') || c == '_' || c == '-';
     name += safe ? c : '_';
   }
-  return name + "-" + std::to_string(ctx.subtask);
+  name += "-" + std::to_string(ctx.subtask);
+  if (ctx.attempt > 0) name += "-a" + std::to_string(ctx.attempt);
+  return name;
 }
 
 /// Opens the keyed backend of an operator instance, or fails `open()`.

@@ -50,6 +50,7 @@ struct stage_context {
   std::string operator_name;
   std::uint32_t operator_id = 0;
   std::uint32_t subtask = 0;
+  std::uint32_t attempt = 0;  ///< Deployment attempt: 1 after a restart, ...
   std::uint32_t parallelism = 1;
   std::uint32_t max_parallelism = 128;
   std::uint32_t batch_size = 1024;

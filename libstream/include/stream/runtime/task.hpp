@@ -63,12 +63,13 @@ class transport {
 class task final : public output_gate {
  public:
   /// Builds subtask `subtask` of chain `chain` of `plan`, creating its stages
-  /// and its metrics in `registry`. `graph`, `registry` and `io` must outlive
-  /// the task.
+  /// and its metrics in `registry`. `attempt` counts deployments after
+  /// failures (it keeps the working state of attempts apart). `graph`,
+  /// `registry` and `io` must outlive the task.
   static result<std::unique_ptr<task>> create(
       const job_graph& graph, const execution_plan& plan, std::uint32_t chain,
       std::uint32_t subtask, metrics_registry& registry,
-      const job_options& options, transport& io);
+      const job_options& options, transport& io, std::uint32_t attempt = 0);
 
   ~task() override;
 
@@ -159,7 +160,7 @@ class task final : public output_gate {
 
   status build(const job_graph& graph, const execution_plan& plan,
                std::uint32_t chain, std::uint32_t subtask,
-               metrics_registry& registry);
+               metrics_registry& registry, std::uint32_t attempt);
   std::unique_ptr<stage_object> make_router(const job_graph& graph,
                                             const execution_plan& plan,
                                             std::uint32_t edge,
