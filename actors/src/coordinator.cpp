@@ -119,17 +119,9 @@ caf::behavior coordinator::make_behavior() {
         after_checkpoint();
       },
       [this](stop_atom) {
-        if (phase_ != phase::running) return;
-        if (config_.options.stop_with_savepoint) {
-          stop_requested_ = true;
-          after_checkpoint();
-          return;
-        }
-        for (auto& t : tasks_) {
-          if (t.source && !t.down)
-            send<caf::message_priority::high>(t.handle, stop_atom::value);
-        }
+        stop_requested_ = true;
         stopped_ = true;
+        after_checkpoint();
       },
       [this](start_atom, std::uint32_t attempt) {
         if (attempt != attempt_) return;
@@ -414,10 +406,18 @@ void coordinator::after_checkpoint() {
     }
     return;
   }
-  if (stop_requested_) {
+  if (stop_requested_ && config_.options.stop_with_savepoint) {
     stop_requested_ = false;
     savepoint_requested_ = false;
     trigger(checkpoint::snapshot_kind::savepoint, true, false);
+  } else if (stop_requested_) {
+    // Drain: the sources end their input; the job finishes as usual.
+    stop_requested_ = false;
+    drain_ = true;
+    for (auto& t : tasks_) {
+      if (t.source && !t.down)
+        send<caf::message_priority::high>(t.handle, stop_atom::value);
+    }
   } else if (savepoint_requested_) {
     savepoint_requested_ = false;
     trigger(checkpoint::snapshot_kind::savepoint, false, false);
@@ -482,6 +482,9 @@ void coordinator::redeploy() {
   else
     std::fprintf(stderr, "stream: no checkpoint to restore: starting over\n");
   deploy(from);
+  // A drain requested before the failure applies to the new sources too.
+  if (drain_) stop_requested_ = true;
+  after_checkpoint();
 }
 
 void coordinator::shutdown_all() {

@@ -124,6 +124,7 @@ class coordinator final : public caf::event_based_actor {
   std::vector<checkpoint::restore_point> completed_;
   bool savepoint_requested_ = false;
   bool stop_requested_ = false;
+  bool drain_ = false;  ///< Sources were told to end their input.
 
   status failure_;
   bool stopped_ = false;

@@ -95,8 +95,8 @@ class checkpoint_process_test : public ::testing::TestWithParam<std::string> {
   /// checkpoint every 100 ms and SIGKILLs it once `wanted` checkpoints
   /// completed, mid-stream.
   void run_and_kill(std::size_t wanted) {
-    child_process job{command(
-        {"--rate", "20000", "--checkpoint-interval", "100ms"})};
+    child_process job{
+        command({"--rate", "20000", "--checkpoint-interval", "100ms"})};
     auto deadline = std::chrono::steady_clock::now() + 20s;
     while (complete().size() < wanted &&
            std::chrono::steady_clock::now() < deadline)
@@ -141,7 +141,8 @@ class checkpoint_process_test : public ::testing::TestWithParam<std::string> {
   std::string dir_;
 };
 
-TEST_P(checkpoint_process_test, sigkill_then_restore_equals_an_uninterrupted_run) {
+TEST_P(checkpoint_process_test,
+       sigkill_then_restore_equals_an_uninterrupted_run) {
   run_and_kill(3);
   auto newest = complete().back();
   auto err = run_to_end({"--restore", job_root()});
@@ -172,8 +173,8 @@ TEST_P(checkpoint_process_test, savepoint_on_sigusr1_survives_later_output) {
   // savepoint takes that output back and produces it again.
   std::string savepoint;
   {
-    child_process job{command(
-        {"--rate", "20000", "--checkpoint-interval", "100ms"})};
+    child_process job{
+        command({"--rate", "20000", "--checkpoint-interval", "100ms"})};
     std::this_thread::sleep_for(800ms);
     job.signal(SIGUSR1);
     ASSERT_TRUE(job.wait_for_err("written to ", 10s)) << job.err();
@@ -199,9 +200,9 @@ TEST_P(checkpoint_process_test, a_damaged_newest_checkpoint_is_skipped) {
     const char* what;
     const char* message;  ///< What the skip line must say.
   };
-  for (auto d : {damage{"flip", "checksum mismatch"},
-                 damage{"truncate", "is truncated"},
-                 damage{"metadata", "no _metadata"}}) {
+  for (auto d :
+       {damage{"flip", "checksum mismatch"}, damage{"truncate", "is truncated"},
+        damage{"metadata", "no _metadata"}}) {
     SCOPED_TRACE(d.what);
     fs::remove_all(output());
     fs::remove_all(checkpoints());

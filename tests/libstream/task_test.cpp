@@ -6,11 +6,13 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
 #include "stream/environment.hpp"
 #include "stream/metrics.hpp"
+#include "stream/state/tables.hpp"
 
 namespace stream::runtime {
 namespace {
@@ -47,6 +49,19 @@ class fake_transport final : public transport {
   void grant_credit(std::uint32_t ch, std::uint32_t n) override {
     log.push_back("C" + std::to_string(ch) + ":" + std::to_string(n));
   }
+  /// Kept apart from `log`, with the log position it happened at.
+  struct snapshot_call {
+    std::int64_t id;
+    bool savepoint;
+    std::vector<checkpoint::pending_snapshot> parts;
+    std::size_t at;  ///< Entries of `log` before the call.
+  };
+  void snapshot_taken(std::int64_t id, bool savepoint,
+                      std::vector<checkpoint::pending_snapshot> parts,
+                      std::chrono::nanoseconds,
+                      std::chrono::nanoseconds) override {
+    snapshots.push_back({id, savepoint, std::move(parts), log.size()});
+  }
   std::vector<std::string> take() {
     auto out = std::move(log);
     log.clear();
@@ -55,6 +70,7 @@ class fake_transport final : public transport {
 
   std::vector<std::string> log;
   std::vector<batch_ptr> batches;
+  std::vector<snapshot_call> snapshots;
 };
 
 batch_ptr ints(int from, int n) {
@@ -249,6 +265,161 @@ void overrun_credit_window() {
 TEST(task_death, aborts_when_a_sender_exceeds_its_credit_window) {
   EXPECT_DEATH(overrun_credit_window(),
                "more batches queued than credits granted");
+}
+
+/// source (parallelism 2) -> key_by(parity) -> reduce (sum, own chain,
+/// parallelism 1) -> rebalance -> collect; the task under test is the
+/// reduce, whose keyed state goes into snapshots.
+struct keyed_task_fixture {
+  keyed_task_fixture() {
+    job_options options;
+    options.batch_size = 4;
+    options.channel_credits = 4;
+    options.metrics_address.clear();
+    env = std::make_unique<environment>(options);
+    env->from_generator([](std::uint64_t i) { return static_cast<int>(i); })
+        .parallelism(2)
+        .key_by([](const int& x) { return x % 2; })
+        .reduce([](const int& a, const int& b) { return a + b; })
+        .parallelism(1)
+        .rebalance()
+        .collect();
+    auto p = execution_plan::build(env->graph(), options);
+    EXPECT_TRUE(p.ok()) << p.error().to_string();
+    plan = std::make_unique<execution_plan>(std::move(*p));
+    auto t = task::create(env->graph(), *plan, plan->chain_of(reduce_id), 0,
+                          registry, options, io);
+    EXPECT_TRUE(t.ok()) << t.error().to_string();
+    under_test = std::move(*t);
+    EXPECT_TRUE(under_test->open().ok());
+    under_test->start(std::chrono::steady_clock::now());
+    under_test->on_credit(0, 4);
+    io.take();
+  }
+
+  /// The sum per key in the snapshot of call `n`.
+  std::map<int, int> sums(std::size_t n) {
+    std::map<int, int> out;
+    auto& parts = io.snapshots.at(n).parts;
+    EXPECT_EQ(parts.size(), 1U);
+    if (parts.size() != 1) return out;
+    auto& part = parts[0];
+    EXPECT_EQ(part.operator_id, reduce_id);
+    if (part.deferred) part.deferred(*part.data);
+    checkpoint::restored_state in;
+    in.parts.push_back(part.data->finish(part.operator_id, 0));
+    auto st = in.for_each([&](const std::string& name, key_group,
+                              std::string_view key, std::string_view value) {
+      if (name.starts_with("__")) return;
+      int k = 0;
+      int v = 0;
+      state::void_namespace ns;
+      EXPECT_TRUE(state::decode_entry_key(key, 0, k, ns).ok());
+      EXPECT_TRUE(checkpoint::decode_all(value, v).ok());
+      out[k] = v;
+    });
+    EXPECT_TRUE(st.ok()) << st.to_string();
+    return out;
+  }
+
+  static constexpr std::uint32_t reduce_id = 1;
+  std::unique_ptr<environment> env;
+  std::unique_ptr<execution_plan> plan;
+  metrics_registry registry;
+  fake_transport io;
+  std::unique_ptr<task> under_test;
+};
+
+TEST(task, snapshots_once_when_the_barrier_aligned_then_releases_input) {
+  keyed_task_fixture f;
+  ASSERT_TRUE(f.under_test->has_state());
+  f.under_test->on_batch(0, ints(0, 4));
+  f.under_test->on_event(0, {event_kind::barrier, 7});
+  f.under_test->on_batch(0, ints(100, 4));  // after the barrier: held
+  f.under_test->on_batch(1, ints(10, 4));   // before it: flows
+  EXPECT_EQ(f.io.take(),
+            (std::vector<std::string>{"B0:4", "C0:1", "B0:4", "C1:1"}));
+  EXPECT_EQ(f.under_test->queued(0), 1U);
+  EXPECT_TRUE(f.io.snapshots.empty());
+
+  f.under_test->on_event(1, {event_kind::barrier, 7});
+  ASSERT_EQ(f.io.snapshots.size(), 1U);
+  EXPECT_EQ(f.io.snapshots[0].id, 7);
+  EXPECT_FALSE(f.io.snapshots[0].savepoint);
+  // The barrier is on its way downstream when the snapshot is handed over;
+  // the held batch is processed only after both.
+  EXPECT_EQ(f.io.log, (std::vector<std::string>{"X0:7", "B0:4", "C0:1"}));
+  EXPECT_EQ(f.io.snapshots[0].at, 1U);
+  // The state holds every record before the barrier and none after it.
+  EXPECT_EQ(f.sums(0),
+            (std::map<int, int>{{0, 0 + 2 + 10 + 12}, {1, 1 + 3 + 11 + 13}}));
+  auto& after = static_cast<batch<int>&>(*f.io.batches.back()).records;
+  EXPECT_EQ(after,
+            (std::vector<int>{24 + 100, 28 + 101, 124 + 102, 129 + 103}));
+  // A trigger for a snapshot already taken is ignored.
+  f.under_test->trigger_snapshot(7, false);
+  EXPECT_EQ(f.io.snapshots.size(), 1U);
+}
+
+TEST(task, a_savepoint_barrier_takes_a_savepoint_and_forwards_it) {
+  keyed_task_fixture f;
+  f.under_test->on_batch(1, ints(1, 2));
+  f.under_test->on_event(0, {event_kind::savepoint, 8});
+  f.under_test->on_event(1, {event_kind::savepoint, 8});
+  ASSERT_EQ(f.io.snapshots.size(), 1U);
+  EXPECT_EQ(f.io.snapshots[0].id, 8);
+  EXPECT_TRUE(f.io.snapshots[0].savepoint);
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"C1:1", "B0:2", "S0:8"}));
+  EXPECT_EQ(f.sums(0), (std::map<int, int>{{0, 2}, {1, 1}}));
+}
+
+TEST(task, a_trigger_on_a_running_task_waits_for_the_barriers) {
+  keyed_task_fixture f;
+  f.under_test->on_batch(0, ints(0, 4));
+  f.io.take();
+  f.under_test->trigger_snapshot(3, false);
+  EXPECT_TRUE(f.io.snapshots.empty());
+  EXPECT_TRUE(f.io.take().empty());
+  // The barriers still bring it.
+  f.under_test->on_event(0, {event_kind::barrier, 3});
+  f.under_test->on_event(1, {event_kind::barrier, 3});
+  ASSERT_EQ(f.io.snapshots.size(), 1U);
+  EXPECT_EQ(f.io.snapshots[0].id, 3);
+}
+
+TEST(task, a_trigger_on_a_finished_task_snapshots_without_a_barrier) {
+  keyed_task_fixture f;
+  f.under_test->on_batch(0, ints(0, 4));
+  f.under_test->on_event(0, {event_kind::end_of_input, 0});
+  f.under_test->on_event(1, {event_kind::end_of_input, 0});
+  ASSERT_TRUE(f.under_test->finished());
+  f.io.take();
+  f.under_test->trigger_snapshot(9, false);
+  ASSERT_EQ(f.io.snapshots.size(), 1U);
+  EXPECT_EQ(f.io.snapshots[0].id, 9);
+  EXPECT_FALSE(f.io.snapshots[0].savepoint);
+  EXPECT_TRUE(f.io.take().empty());  // no barrier after end of input
+  EXPECT_EQ(f.sums(0), (std::map<int, int>{{0, 2}, {1, 4}}));
+  // Repeated or older requests are ignored; a newer one is taken.
+  f.under_test->trigger_snapshot(9, false);
+  f.under_test->trigger_snapshot(8, true);
+  EXPECT_EQ(f.io.snapshots.size(), 1U);
+  f.under_test->trigger_snapshot(10, true);
+  ASSERT_EQ(f.io.snapshots.size(), 2U);
+  EXPECT_TRUE(f.io.snapshots[1].savepoint);
+  EXPECT_TRUE(f.io.take().empty());
+}
+
+TEST(task, a_stateless_task_reports_its_snapshot_with_no_parts) {
+  map_task_fixture f{2};
+  f.under_test->on_credit(0, 4);
+  f.io.take();
+  EXPECT_FALSE(f.under_test->has_state());
+  f.under_test->on_event(0, {event_kind::barrier, 2});
+  f.under_test->on_event(1, {event_kind::barrier, 2});
+  ASSERT_EQ(f.io.snapshots.size(), 1U);
+  EXPECT_TRUE(f.io.snapshots[0].parts.empty());
+  EXPECT_EQ(f.io.take(), (std::vector<std::string>{"X0:2"}));
 }
 
 }  // namespace

@@ -9,7 +9,7 @@
 //   checkpoint_bench [--seconds N] [--report FILE] [--state-dir DIR]
 //                    [--checkpoint-dir DIR] [--recovery-keys N]
 
-#include <stdlib.h>  // mkdtemp
+#include <stdlib.h>  // mkdtemp, getloadavg
 
 #include <algorithm>
 #include <array>
@@ -69,6 +69,13 @@ double seconds_of(clock_type::duration d) {
 std::string ms(double seconds) { return format("%.1f ms", seconds * 1e3); }
 
 std::string megabytes(double bytes) { return format("%.2f MB", bytes / 1e6); }
+
+// Other work on the machine skews throughput: every run notes the 1-minute
+// load average when it ends.
+double load_average() {
+  double load = -1;
+  return getloadavg(&load, 1) == 1 ? load : -1;
+}
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -136,21 +143,31 @@ struct checkpoint_sample {
   double size_bytes = 0;
 };
 
+/// The median of one gauge over `samples`.
+double median_of(const std::vector<checkpoint_sample>& samples,
+                 double checkpoint_sample::*gauge) {
+  std::vector<double> values;
+  for (const auto& s : samples) values.push_back(s.*gauge);
+  return median(std::move(values));
+}
+
 std::int64_t last_id(const stream::metrics_registry& r) {
   return static_cast<std::int64_t>(
       metric(r, "stream_checkpoint_last_completed_id"));
 }
 
 // The coordinator sets the gauges before the id: read the id, then the
-// gauges, and retry when another checkpoint completed in between.
+// gauges, and retry when another checkpoint completed in between (which
+// takes microseconds against checkpoints at least 500 ms apart, so a few
+// tries always suffice).
 checkpoint_sample last_checkpoint(const stream::metrics_registry& r) {
-  for (;;) {
+  for (int attempt = 0;; ++attempt) {
     auto id = last_id(r);
     auto f = r.snapshot();
     checkpoint_sample s;
     s.id = static_cast<std::int64_t>(
         metric(f, "stream_checkpoint_last_completed_id"));
-    if (s.id != id) continue;
+    if (s.id != id && attempt < 10) continue;
     s.duration = metric(f, "stream_checkpoint_duration_seconds");
     s.sync = metric(f, "stream_checkpoint_sync_seconds");
     s.async = metric(f, "stream_checkpoint_async_seconds");
@@ -176,7 +193,10 @@ void wait_until(const job_control& job, Pred done, const std::string& what) {
   while (!done()) {
     if (job.ended) throw std::runtime_error{"the job ended before " + what};
     if (clock_type::now() > deadline)
-      throw std::runtime_error{"timed out after 120 s waiting for " + what};
+      throw std::runtime_error{
+          format("timed out after %lld s waiting for ",
+                 static_cast<long long>(wait_limit.count())) +
+          what};
     std::this_thread::sleep_for(poll_period);
   }
 }
@@ -230,26 +250,29 @@ stream::job_options base_options(const std::string& backend,
 
 struct throughput_run {
   std::string backend;
+  std::uint32_t threads = 1;  ///< of the actor scheduler
   milliseconds interval{0};
   measurement run;
   std::uint64_t completed = 0;  ///< including the one at the end of input
+  double load = 0;              ///< 1-minute load average at the end
   /// The checkpoints seen completing while records flowed, in order.
   std::vector<checkpoint_sample> samples;
 };
 
-throughput_run w0_run(const std::string& backend, milliseconds interval,
-                      std::chrono::seconds length, const bench_dirs& dirs) {
+throughput_run w0_run(const std::string& backend, std::uint32_t threads,
+                      milliseconds interval, std::chrono::seconds length,
+                      const bench_dirs& dirs) {
   scratch_dir state{dirs.state, "w0-state"};
   scratch_dir checkpoints{dirs.checkpoints, "w0-chk"};
-  // windowed_bench's memory run: parallelism 1 on one scheduler thread.
+  // windowed_bench's runtime runs use parallelism 1 on one thread.
   auto o = base_options(backend, state, checkpoints, interval);
-  o.threads = 1;
+  o.threads = threads;
   o.job_name = "w0";
   stream::environment env{o};
   keyed_sum::build_windowed(env, w0_keys, {}).discard();
-  throughput_run out{backend, interval, {}, 0, {}};
+  throughput_run out{backend, threads, interval, {}, 0, 0, {}};
   auto name =
-      "W0, " + backend + ", checkpoints " +
+      "W0, " + backend + format(", %u thread(s), checkpoints ", threads) +
       (interval.count() == 0
            ? std::string{"off"}
            : format("every %lld ms", static_cast<long long>(interval.count())));
@@ -269,6 +292,7 @@ throughput_run w0_run(const std::string& backend, milliseconds interval,
   out.completed = static_cast<std::uint64_t>(
       metric(r, "stream_checkpoints_completed_total"));
   out.run = {name, report.source_records, seconds_of(report.elapsed)};
+  out.load = load_average();
   return out;
 }
 
@@ -277,19 +301,23 @@ throughput_run w0_run(const std::string& backend, milliseconds interval,
 double loss_percent(const std::vector<throughput_run>& runs,
                     const throughput_run& run) {
   auto off = std::find_if(runs.begin(), runs.end(), [&](const auto& o) {
-    return o.backend == run.backend && o.interval.count() == 0;
+    return o.backend == run.backend && o.threads == run.threads &&
+           o.interval.count() == 0;
   });
   return 100.0 * (1.0 - run.run.rate() / off->run.rate());
 }
 
-std::string checkpoint_cells(const std::vector<checkpoint_sample>& samples) {
-  if (samples.empty()) return "- | - | - | - | -";
-  std::vector<double> durations;
-  for (const auto& s : samples) durations.push_back(s.duration);
-  const auto& last = samples.back();
-  return format("%zu | %s (%s) | %s | %s | %.0f B", samples.size(),
-                ms(last.duration).c_str(), ms(median(durations)).c_str(),
-                ms(last.sync).c_str(), ms(last.async).c_str(), last.size_bytes);
+std::string checkpoint_cells(const throughput_run& run,
+                             std::chrono::seconds length) {
+  if (run.interval.count() == 0) return "- | - | - | - | -";
+  auto due = static_cast<long long>(length / run.interval);
+  if (run.samples.empty()) return format("0 of %lld | - | - | - | -", due);
+  const auto& last = run.samples.back();
+  return format(
+      "%zu of %lld | %s (%s) | %s | %s | %.0f B", run.samples.size(), due,
+      ms(last.duration).c_str(),
+      ms(median_of(run.samples, &checkpoint_sample::duration)).c_str(),
+      ms(last.sync).c_str(), ms(last.async).c_str(), last.size_bytes);
 }
 
 std::string throughput_section(const std::vector<throughput_run>& runs,
@@ -298,36 +326,41 @@ std::string throughput_section(const std::vector<throughput_run>& runs,
   out += format(
       "`keyed_sum::build_windowed` as in windowed_bench's runtime runs "
       "(10,000 keys, 1-second tumbling event-time windows, parallelism 1, "
-      "one scheduler thread; the checkpoint writer has a thread of its "
-      "own). Unbounded generator, stopped after %lld s of wall time; "
-      "records/s = source records / job time (including the drain and, with "
-      "checkpoints on, the final checkpoint at the end of input, which "
-      "'completed' counts). 'while running' counts the checkpoints seen "
-      "completing before the stop; 'last' is the last of those.\n\n",
+      "one scheduler thread like windowed_bench; two more rows with two "
+      "scheduler threads; the checkpoint writer has a thread of its own). "
+      "Unbounded generator, stopped after %lld s of wall time; records/s = "
+      "source records / job time (including the drain and, with checkpoints "
+      "on, the final checkpoint at the end of input, which 'completed' "
+      "counts). 'while running' counts the checkpoints seen completing "
+      "before the stop, against the number due at the interval; 'last' is "
+      "the last of those, with the median duration over all of them. 'load' "
+      "is the 1-minute load average when the run ended: other work on the "
+      "machine lowers the throughput of a run.\n\n",
       static_cast<long long>(length.count()));
   out +=
-      "| backend | checkpoints | records | seconds | records/s | loss vs off "
-      "| completed | while running | last: duration (median) | sync | async "
-      "| size |\n"
-      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+      "| backend | threads | checkpoints | load | records | seconds "
+      "| records/s | loss vs off | completed | while running "
+      "| last: duration (median) | sync | async | size |\n"
+      "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      "\n";
   for (const auto& r : runs) {
     bool on = r.interval.count() > 0;
     out += format(
-        "| %s | %s | %llu | %.3f | %.0f | %s | %llu | %s |\n",
-        r.backend.c_str(),
+        "| %s | %u | %s | %.2f | %llu | %.3f | %.0f | %s | %llu | %s |\n",
+        r.backend.c_str(), r.threads,
         on ? format("every %.0f s", r.interval.count() / 1e3).c_str() : "off",
-        static_cast<unsigned long long>(r.run.records), r.run.seconds,
+        r.load, static_cast<unsigned long long>(r.run.records), r.run.seconds,
         r.run.rate(),
         on ? format("%.1f%%", loss_percent(runs, r)).c_str() : "-",
         static_cast<unsigned long long>(r.completed),
-        checkpoint_cells(r.samples).c_str());
+        checkpoint_cells(r, length).c_str());
   }
   out += "\nGoal: under 10% loss at a 1 s interval. Measured:";
   for (const auto& r : runs) {
     if (r.interval != milliseconds{1000}) continue;
     auto loss = loss_percent(runs, r);
-    out += format(" %s %.1f%% (%s);", r.backend.c_str(), loss,
-                  loss < 10 ? "met" : "NOT met");
+    out += format(" %s with %u thread(s) %.1f%% (%s);", r.backend.c_str(),
+                  r.threads, loss, loss < 10 ? "met" : "NOT met");
   }
   out.back() = '.';
   return out + "\n\n";
@@ -393,7 +426,8 @@ std::string snapshot_section(const std::vector<snapshot_run>& runs) {
   std::string out = "## 2. Snapshot duration by state size\n\n";
   out += format(
       "generator (key = i mod N) -> key_by -> rolling count per key, so the "
-      "state holds exactly N keys; parallelism 1, checkpoint every %lld ms, "
+      "state holds exactly N keys; parallelism 1, one scheduler thread per "
+      "core, checkpoint every %lld ms, "
       "input at full speed throughout. Median (and last) of %zu consecutive "
       "checkpoints completed with every key in the state. Sync = longest "
       "synchronous phase of a task (processing paused); async = longest "
@@ -404,22 +438,18 @@ std::string snapshot_section(const std::vector<snapshot_run>& runs) {
       "| alignment | checkpoint ids |\n"
       "|---|---:|---:|---:|---:|---:|---:|---|\n";
   for (const auto& r : runs) {
-    std::vector<double> size, duration, sync, async, align;
-    for (const auto& s : r.samples) {
-      size.push_back(s.size_bytes);
-      duration.push_back(s.duration);
-      sync.push_back(s.sync);
-      async.push_back(s.async);
-      align.push_back(s.alignment);
-    }
+    auto med = [&](double checkpoint_sample::*gauge) {
+      return median_of(r.samples, gauge);
+    };
     const auto& last = r.samples.back();
     out += format(
         "| %s | %llu | %s | %s (%s) | %s (%s) | %s (%s) | %s | %lld-%lld |\n",
         r.backend.c_str(), static_cast<unsigned long long>(r.keys),
-        megabytes(median(size)).c_str(), ms(median(duration)).c_str(),
-        ms(last.duration).c_str(), ms(median(sync)).c_str(),
-        ms(last.sync).c_str(), ms(median(async)).c_str(),
-        ms(last.async).c_str(), ms(median(align)).c_str(),
+        megabytes(med(&checkpoint_sample::size_bytes)).c_str(),
+        ms(med(&checkpoint_sample::duration)).c_str(),
+        ms(last.duration).c_str(), ms(med(&checkpoint_sample::sync)).c_str(),
+        ms(last.sync).c_str(), ms(med(&checkpoint_sample::async)).c_str(),
+        ms(last.async).c_str(), ms(med(&checkpoint_sample::alignment)).c_str(),
         static_cast<long long>(r.samples.front().id),
         static_cast<long long>(last.id));
   }
@@ -566,6 +596,7 @@ std::string recovery_section(const std::vector<recovery_run>& runs) {
       "generator (key = i mod N) -> map (throws when the bench asks) -> "
       "key_by -> rolling aggregate keeping a %zu-byte string per key -> map "
       "(notes the first record of each attempt) -> discard; parallelism 1, "
+      "one scheduler thread per core, "
       "checkpoint every 1 s, restart strategy fixed-delay. Once a checkpoint "
       "of the full state completed, the bench injects a failure; %u failures "
       "per run, the next one after the recovery and one more checkpoint. "
@@ -604,6 +635,7 @@ std::string recovery_section(const std::vector<recovery_run>& runs) {
 
 int run_bench(int argc, char** argv) {
   const auto started = clock_type::now();
+  const auto load_at_start = load_average();
   std::chrono::seconds length{bench::number_flag(argc, argv, "--seconds", 25)};
   auto recovery_keys =
       bench::number_flag(argc, argv, "--recovery-keys", 1'200'000);
@@ -616,8 +648,13 @@ int run_bench(int argc, char** argv) {
   for (const char* backend : {"memory", "leveldb"}) {
     for (auto interval :
          {milliseconds{0}, milliseconds{1000}, milliseconds{10000}})
-      w0.push_back(w0_run(backend, interval, length, dirs));
+      w0.push_back(w0_run(backend, 1, interval, length, dirs));
   }
+  // On one scheduler thread checkpoints complete late (in multiples of the
+  // 100 ms flush timeout) and triggers come seconds late; on two they are
+  // on time, which shows what checkpoints at the interval cost.
+  for (auto interval : {milliseconds{0}, milliseconds{1000}})
+    w0.push_back(w0_run("memory", 2, interval, length, dirs));
   std::vector<snapshot_run> snapshots;
   for (const char* backend : {"memory", "leveldb"}) {
     for (std::uint64_t keys : {10'000ULL, 1'000'000ULL})
@@ -634,10 +671,11 @@ int run_bench(int argc, char** argv) {
 
   std::string out = "# Checkpoints: overhead, snapshot duration, recovery\n\n";
   out += format(
-      "Machine: %u hardware threads (std::thread::hardware_concurrency). "
-      "Every figure below comes from one run of checkpoint_bench (%.0f s in "
-      "all), state and checkpoints in fresh folders under %s and %s.\n\n",
-      std::thread::hardware_concurrency(),
+      "Machine: %u hardware threads (std::thread::hardware_concurrency); "
+      "1-minute load average %.2f at the start, %.2f at the end. Every "
+      "figure below comes from one run of checkpoint_bench (%.0f s in all), "
+      "state and checkpoints in fresh folders under %s and %s.\n\n",
+      std::thread::hardware_concurrency(), load_at_start, load_average(),
       seconds_of(clock_type::now() - started), dirs.state.c_str(),
       dirs.checkpoints.c_str());
   out += throughput_section(w0, length);

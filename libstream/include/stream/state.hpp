@@ -322,6 +322,7 @@ class timer_queue {
   bool add(std::int64_t time, key_group kg, const K& key, const N& ns = {}) {
     timer t{time, kg, key, ns};
     if (!live_.insert(t).second) return false;
+    forget_consumed_before(time);
     by_time_[time].push_back(std::move(t));
     return true;
   }
@@ -380,6 +381,17 @@ class timer_queue {
   }
 
  private:
+  /// A timer earlier than the list being consumed (registered while timers
+  /// fire) starts a new earliest list: drop the consumed prefix of the old
+  /// one first, so that `next_` counts in the right list.
+  void forget_consumed_before(std::int64_t time) {
+    if (next_ == 0 || by_time_.empty() || time >= by_time_.begin()->first)
+      return;
+    auto& list = by_time_.begin()->second;
+    list.erase(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(next_));
+    next_ = 0;
+  }
+
   struct timer_hash {
     std::size_t operator()(const timer& t) const {
       return static_cast<std::size_t>(

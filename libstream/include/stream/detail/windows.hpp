@@ -114,7 +114,15 @@ class window_timers {
 
   void add(std::int64_t time, const time_window& w, key_group kg,
            const K& key) {
-    queue_[{time, w}].emplace_back(kg, key);
+    std::pair<std::int64_t, time_window> at{time, w};
+    if (next_ > 0 && !queue_.empty() && at < queue_.begin()->first) {
+      // A new earliest entry: `next_` must not count in it.
+      auto& keys = queue_.begin()->second;
+      keys.erase(keys.begin(),
+                 keys.begin() + static_cast<std::ptrdiff_t>(next_));
+      next_ = 0;
+    }
+    queue_[at].emplace_back(kg, key);
   }
 
   std::int64_t next_time() const {
