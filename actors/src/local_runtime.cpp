@@ -119,7 +119,11 @@ result<job_report> execute(environment& env, const execution_hooks& hooks) {
   cc.options = options;
   cc.restore = *restore;
   cc.runner = self;
-  auto coordinator = sys.spawn<actors::coordinator>(std::move(cc));
+  // Detached: its own thread, so checkpoints and failover never wait behind
+  // busy tasks (a busy actor that yields is resumed first by the
+  // work-stealing scheduler, which starved the coordinator on one thread).
+  auto coordinator =
+      sys.spawn<actors::coordinator, caf::detached>(std::move(cc));
   self->monitor(coordinator);
 
   bool stop_sent = false;
