@@ -68,32 +68,62 @@ void keyed_backend::load_pending(std::uint16_t id) {
 
 void keyed_backend::snapshot(checkpoint::pending_snapshot& out) {
   auto& b = *out.data;
-  for (const auto& slot : states_) {
-    auto index = b.state_index(slot.name);
-    if (slot.table != nullptr) slot.table->snapshot_to(b, index, out.owned);
-    for (const auto& e : slot.pending) b.add(index, e.kg, e.key, e.value);
+  if (!store_) {
+    for (const auto& slot : states_) {
+      auto index = b.state_index(slot.name);
+      if (slot.table != nullptr) slot.table->snapshot_to(b, index, out.owned);
+      for (const auto& e : slot.pending) b.add(index, e.kg, e.key, e.value);
+    }
+    return;
   }
-  if (!store_) return;
-  // The slow part, the scan, runs on the background writer over a database
-  // snapshot; the task goes on writing meanwhile.
+  // LevelDB: the write-back caches are copied as they are (only their
+  // changed entries, a bounded amount) instead of being written to the
+  // database, which would turn every short-lived entry into a write and a
+  // delete; the database itself is read through a snapshot. The slow part,
+  // the merged scan, runs on the background writer while the task goes on.
+  auto dirty = std::make_shared<table_base::overrides>();
+  for (const auto& slot : states_) {
+    if (slot.table != nullptr) slot.table->collect_dirty(*dirty);
+  }
   std::shared_ptr<kv_snapshot> snap = store_->snapshot();
   std::vector<std::string> names;
   for (const auto& slot : states_) names.push_back(slot.name);
-  out.deferred = [snap, names = std::move(names),
+  out.deferred = [snap, dirty, names = std::move(names),
                   prev = std::move(out.deferred)](
                      checkpoint::snapshot_builder& builder) {
     if (prev) prev(builder);
     std::vector<std::uint32_t> index;
     for (const auto& n : names) index.push_back(builder.state_index(n));
-    auto st = snap->scan("", "", [&](std::string_view k, std::string_view v) {
+    auto add = [&](std::string_view k, std::string_view v) {
       if (k.size() < 4) throw state_error{"state key shorter than its prefix"};
       auto id = be16(k, 2);
       if (id >= index.size())
         throw state_error{"state key of unknown state " + std::to_string(id)};
       builder.add(index[id], be16(k, 0), k.substr(4), v);
+    };
+    // Merge the database (in key order) with the cached changes (in key
+    // order); a cached change wins, an erased one hides the stored value.
+    auto next = dirty->begin();
+    auto emit_dirty_below = [&](std::string_view k) {
+      for (; next != dirty->end() && std::string_view{next->first} < k;
+           ++next) {
+        if (next->second) add(next->first, *next->second);
+      }
+    };
+    auto st = snap->scan("", "", [&](std::string_view k, std::string_view v) {
+      emit_dirty_below(k);
+      if (next != dirty->end() && next->first == k) {
+        if (next->second) add(k, *next->second);
+        ++next;
+      } else {
+        add(k, v);
+      }
       return true;
     });
     if (!st.ok()) throw state_error{"snapshot of keyed state: " + st.message()};
+    for (; next != dirty->end(); ++next) {
+      if (next->second) add(next->first, *next->second);
+    }
   };
 }
 

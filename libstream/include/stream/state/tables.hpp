@@ -13,7 +13,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -82,6 +84,11 @@ class table_base {
 
   /// Makes every change durable in the backend (no-op in memory).
   virtual void flush() {}
+
+  /// Entries changed in memory and not yet in the database, by database
+  /// key: the new value, or none when erased. Persistent tables only.
+  using overrides = std::map<std::string, std::optional<std::string>>;
+  virtual void collect_dirty(overrides& /*out*/) const {}
 };
 
 /// Keyed values of one state of one operator instance.
@@ -331,6 +338,16 @@ class leveldb_table final : public table<K, N, V> {
   void snapshot_to(checkpoint::snapshot_builder&, std::uint32_t,
                    key_group_range) override {
     flush();
+  }
+
+  void collect_dirty(table_base::overrides& out) const override {
+    for (const auto& [key, s] : cache_) {
+      if (!s.dirty) continue;
+      if (s.present)
+        out[s.encoded_key] = encode(s.value);
+      else
+        out[s.encoded_key] = std::nullopt;
+    }
   }
 
   status load(key_group kg, std::string_view key,
