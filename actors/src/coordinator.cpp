@@ -392,6 +392,8 @@ void coordinator::abort(const std::string& reason, const char* label) {
     shutdown_all();
     return;
   }
+  // A stop with savepoint tries again: the job must not end without one.
+  if (p.stop) stop_requested_ = true;
   if (phase_ == phase::running) after_checkpoint();
 }
 
@@ -438,18 +440,19 @@ void coordinator::on_finished(std::uint32_t chain, std::uint32_t subtask) {
 
 void coordinator::on_failure(const std::string& what) {
   if (phase_ != phase::running) return;
-  if (pending_) abort("a task failed", "failover");
   auto delay = policy_.on_failure(clock::now());
+  // Leave the running phase first: aborting the pending checkpoint must not
+  // start another one among failing tasks.
+  phase_ = delay ? phase::restarting : phase::stopping;
+  if (pending_) abort("a task failed", "failover");
   if (!delay) {
     failure_ =
         status{errc::operator_failed, what + " (" + policy_.reason() + ")"};
-    phase_ = phase::stopping;
     kill_all();
     return;
   }
   restarts_total_->add(1);
   failed_at_ = clock::now();
-  phase_ = phase::restarting;
   restart_due_ = false;
   std::fprintf(stderr, "stream: %s; restart %u (%s) in %lld ms\n", what.c_str(),
                policy_.restarts(), policy_.name().c_str(),

@@ -86,10 +86,13 @@ TEST_P(checkpoint_test, failures_at_random_readings_lose_and_repeat_nothing) {
   const auto seed = std::random_device{}();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng{seed};
+  // Even readings only: they all come from source subtask 0, so no two
+  // failures can strike one attempt (the second would go unnoticed in the
+  // restart the first caused, and the restart count would be 3).
   std::set<std::uint64_t> targets;
   while (targets.size() < 3)
     targets.insert(std::uniform_int_distribution<std::uint64_t>{
-        1000, readings - 1000}(rng));
+        500, readings / 2 - 500}(rng)*2);
   auto& in_progress = registry_->get_gauge(
       "stream_checkpoint_in_progress",
       "1 while a checkpoint or savepoint is running.", {{"job", "faults"}});
@@ -98,7 +101,8 @@ TEST_P(checkpoint_test, failures_at_random_readings_lose_and_repeat_nothing) {
   auto fail = [&](std::uint64_t seq) {
     std::lock_guard<std::mutex> guard{mtx};
     if (targets.erase(seq) > 0) return true;
-    if (seq >= 20'000 && !during_checkpoint && in_progress.value() == 1) {
+    if (seq >= 20'000 && seq % 2 == 0 && !during_checkpoint &&
+        in_progress.value() == 1) {
       during_checkpoint = true;
       return true;
     }
