@@ -63,6 +63,7 @@ class checkpoint_test : public stream::testing::backend_test {
     return execute(env, hooks);
   }
 
+  /// The value of series `name{labels}` (counter or gauge), -1 if absent.
   double counter_value(const std::string& name,
                        const metric_labels& labels) const {
     for (const auto& f : registry_->snapshot()) {
@@ -117,6 +118,15 @@ TEST_P(checkpoint_test, failures_at_random_readings_lose_and_repeat_nothing) {
   EXPECT_GE(
       counter_value("stream_checkpoints_completed_total", {{"job", "faults"}}),
       4);
+  // The last completed checkpoint's figures were measured, not left at 0.
+  metric_labels job{{"job", "faults"}};
+  EXPECT_GT(counter_value("stream_checkpoint_duration_seconds", job), 0);
+  EXPECT_GT(counter_value("stream_checkpoint_size_bytes", job), 0);
+  EXPECT_GT(counter_value("stream_checkpoint_sync_seconds", job), 0);
+  EXPECT_GT(counter_value("stream_checkpoint_async_seconds", job), 0);
+  EXPECT_GT(counter_value("stream_last_recovery_seconds", job), 0);
+  EXPECT_GT(counter_value("stream_recovery_seconds_total", job),
+            counter_value("stream_last_recovery_seconds", job));
   auto expected = exactly_once_expected(readings, sensors);
   auto actual = committed_lines(output());
   EXPECT_EQ(actual.size(), expected.size());

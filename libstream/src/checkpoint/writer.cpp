@@ -26,11 +26,6 @@ void background_writer::submit(std::function<void()> job) {
   cv_.notify_one();
 }
 
-std::size_t background_writer::busy() const {
-  std::lock_guard<std::mutex> guard{mtx_};
-  return queue_.size() + running_;
-}
-
 void background_writer::run() {
   std::unique_lock<std::mutex> lock{mtx_};
   for (;;) {
@@ -38,11 +33,9 @@ void background_writer::run() {
     if (queue_.empty()) return;  // stopping, and every job done
     auto job = std::move(queue_.front());
     queue_.pop_front();
-    ++running_;
     lock.unlock();
     job();
     lock.lock();
-    --running_;
   }
 }
 

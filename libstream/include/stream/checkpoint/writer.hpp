@@ -23,16 +23,12 @@ class background_writer {
   /// Queues `job`; it must not throw.
   void submit(std::function<void()> job);
 
-  /// Jobs queued or running.
-  std::size_t busy() const;
-
  private:
   void run();
 
   mutable std::mutex mtx_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;
-  std::size_t running_ = 0;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };

@@ -71,11 +71,13 @@ class table_base {
  public:
   virtual ~table_base() = default;
 
-  /// Checkpoint, synchronous phase: memory tables encode every entry of
-  /// `owned` into `out` as state `state`; persistent tables write their
-  /// cache back (the backend snapshots the database).
-  virtual void snapshot_to(checkpoint::snapshot_builder& out,
-                           std::uint32_t state, key_group_range owned) = 0;
+  /// Checkpoint, synchronous phase of a memory table: encodes every entry
+  /// of `owned` into `out` as state `state`. Persistent tables are
+  /// snapshotted by the backend instead (`collect_dirty` plus a database
+  /// snapshot), so they keep this no-op.
+  virtual void snapshot_to(checkpoint::snapshot_builder& /*out*/,
+                           std::uint32_t /*state*/, key_group_range /*owned*/) {
+  }
 
   /// Restore: adds one entry encoded as in a checkpoint (key: codec of the
   /// key then of the namespace; value: codec of the value).
@@ -333,11 +335,6 @@ class leveldb_table final : public table<K, N, V> {
       auto n = store_->erase_range(lo, hi);
       if (!n.ok()) check(n.error());
     }
-  }
-
-  void snapshot_to(checkpoint::snapshot_builder&, std::uint32_t,
-                   key_group_range) override {
-    flush();
   }
 
   void collect_dirty(table_base::overrides& out) const override {
