@@ -4,14 +4,26 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 
-#include "task_actor.hpp"
+#include "stream/key_groups.hpp"
+#include "worker.hpp"
 
 namespace stream::actors {
 
 namespace {
 
 constexpr double ns_to_seconds = 1e-9;
+/// A worker that has not answered a deploy request after this long is
+/// taken for failed.
+constexpr std::chrono::seconds deploy_timeout{30};
+/// Checkpoints kept in the REST API's history.
+constexpr std::size_t history_size = 50;
+
+double ms_between(std::chrono::steady_clock::time_point from,
+                  std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double, std::milli>(to - from).count();
+}
 
 std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -97,10 +109,44 @@ coordinator::coordinator(caf::actor_config& cfg, coordinator_config config)
       &r.get_gauge("stream_last_recovery_seconds",
                    "Failure to every task running again, for the last restart.",
                    labels, ns_to_seconds);
+  first_record_ = &r.get_gauge(
+      "stream_last_recovery_first_record_seconds",
+      "Failure to the first record consumed again, for the last restart.",
+      labels, ns_to_seconds);
+  workers_gauge_ = &r.get_gauge(
+      "stream_workers", "Worker processes registered and alive.", labels);
+  slots_gauge_ = &r.get_gauge(
+      "stream_task_slots", "Task slots offered by the live workers.", labels);
+  workers_lost_ = &r.get_counter(
+      "stream_workers_lost_total",
+      "Workers that disappeared without saying goodbye (crash, kill, "
+      "network).",
+      labels);
 }
 
 caf::behavior coordinator::make_behavior() {
   set_down_handler([this](caf::down_msg& down) { on_down(down); });
+  if (config_.local) {
+    worker_config wc;
+    wc.graph = config_.graph;
+    wc.plan = config_.plan;
+    wc.registry = config_.registry;
+    wc.options = config_.options;
+    wc.coordinator = this;
+    worker_entry local;
+    local.handle = spawn<worker>(std::move(wc));
+    local.id = "local";
+    local.slots = UINT32_MAX;
+    workers_.push_back(std::move(local));
+  } else {
+    std::fprintf(stderr, "stream: job '%s' needs %u task slots\n",
+                 config_.options.job_name.c_str(), [&] {
+                   std::uint32_t n = 0;
+                   for (const auto& c : config_.plan->chains())
+                     n = std::max(n, c.parallelism);
+                   return n;
+                 }());
+  }
   deploy(config_.restore);
   if (config_.options.checkpoint_interval.count() > 0)
     delayed_send(this, config_.options.checkpoint_interval,
@@ -109,7 +155,7 @@ caf::behavior coordinator::make_behavior() {
       [this](checkpoint_atom) {
         delayed_send(this, config_.options.checkpoint_interval,
                      checkpoint_atom::value);
-        if (phase_ != phase::running || pending_) return;
+        if (phase_ != phase::running || pending_ || !ready()) return;
         if (clock::now() - last_end_ < config_.options.checkpoint_min_pause)
           return;
         trigger(checkpoint::snapshot_kind::checkpoint, false, all_finished());
@@ -118,10 +164,55 @@ caf::behavior coordinator::make_behavior() {
         savepoint_requested_ = true;
         after_checkpoint();
       },
+      [this](savepoint_atom, const std::string&) {
+        auto rp = make_response_promise();
+        if (phase_ == phase::stopping) {
+          rp.deliver(std::string{R"({"error":"the job is stopping"})"});
+          return;
+        }
+        savepoint_waiters_.push_back(rp);
+        savepoint_requested_ = true;
+        after_checkpoint();
+      },
       [this](stop_atom) {
         stop_requested_ = true;
         stopped_ = true;
+        if (!ready() && tasks_.empty() && phase_ == phase::running) {
+          phase_ = phase::stopping;
+          finish_job();
+          return;
+        }
         after_checkpoint();
+      },
+      [this](cancel_atom) { cancel(); },
+      [this](status_atom) { return status_json(); },
+      [this](history_atom) { return history_json(); },
+      [this](register_atom, const std::string& id, const std::string& address,
+             std::uint32_t slots, const std::string& protocol,
+             const std::string& fingerprint) {
+        return on_register(id, address, slots, protocol, fingerprint);
+      },
+      [this](goodbye_atom, const std::string&) {
+        auto sender = current_sender();
+        for (auto& w : workers_) {
+          if (w.alive && w.handle &&
+              w.handle.address() == caf::actor_cast<caf::actor_addr>(sender)) {
+            w.leaving = true;
+            std::fprintf(stderr, "stream: worker %s is leaving\n",
+                         w.id.c_str());
+          }
+        }
+      },
+      [this](flowing_atom, std::uint32_t attempt) {
+        if (attempt != attempt_ || !awaiting_flow_) return;
+        awaiting_flow_ = false;
+        auto took = clock::now() - failed_at_;
+        first_record_->set(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(took).count());
+        std::fprintf(stderr,
+                     "stream: records flowing again %.0f ms after the failure "
+                     "was detected\n",
+                     ms_between(failed_at_, clock::now()));
       },
       [this](start_atom, std::uint32_t attempt) {
         if (attempt != attempt_) return;
@@ -175,32 +266,113 @@ void coordinator::deploy(
   const auto& graph = *config_.graph;
   const auto& plan = *config_.plan;
   tasks_.clear();
-  std::vector<std::vector<caf::actor>> by_chain(plan.chains().size());
+  alive_ = 0;
+  // One slot holds one subtask of every chain (slot sharing): subtask s of
+  // every chain goes to slot s, so forward edges stay in one process.
+  std::uint32_t needed = 0;
+  for (const auto& c : plan.chains()) needed = std::max(needed, c.parallelism);
+  std::vector<std::size_t> live;
+  std::uint64_t offered = 0;
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    if (workers_[i].alive && !workers_[i].leaving) {
+      live.push_back(i);
+      offered += workers_[i].slots;
+    }
+  }
+  if (offered < needed) {
+    if (!waiting_)
+      std::fprintf(stderr,
+                   "stream: waiting for %u task slots (%llu offered by %zu "
+                   "workers)\n",
+                   needed, static_cast<unsigned long long>(offered),
+                   live.size());
+    waiting_ = true;
+    waiting_restore_ = std::move(restore);
+    return;
+  }
+  waiting_ = false;
+  waiting_restore_ = nullptr;
+  // Spread the slots round-robin over the live workers.
+  std::vector<std::uint32_t> left;
+  for (auto i : live) left.push_back(workers_[i].slots);
+  std::vector<std::size_t> slot_worker(needed);
+  std::size_t next = 0;
+  for (std::uint32_t slot = 0; slot < needed; ++slot) {
+    while (left[next] == 0) next = (next + 1) % live.size();
+    slot_worker[slot] = live[next];
+    --left[next];
+    next = (next + 1) % live.size();
+  }
+  // Per worker: the tasks it hosts.
+  std::map<std::size_t, std::vector<std::size_t>> per_worker;
   for (const auto& c : plan.chains()) {
     for (std::uint32_t s = 0; s < c.parallelism; ++s) {
-      task_actor_config cfg;
-      cfg.graph = &graph;
-      cfg.plan = &plan;
-      cfg.registry = config_.registry;
-      cfg.options = config_.options;
-      cfg.chain = c.id;
-      cfg.subtask = s;
-      cfg.attempt = attempt_;
-      cfg.runner = this;
-      cfg.storage = storage_;
-      cfg.writer = writer_;
-      cfg.restore = restore;
-      auto a = spawn<task_actor>(std::move(cfg));
-      by_chain[c.id].push_back(a);
       task_slot slot;
-      slot.handle = a;
       slot.chain = c.id;
       slot.subtask = s;
+      slot.worker = slot_worker[s];
       slot.source =
           graph.at(c.nodes.front()).kind == job_graph::node_kind::source;
+      per_worker[slot.worker].push_back(tasks_.size());
       tasks_.push_back(std::move(slot));
     }
   }
+  std::vector<std::string> peers;
+  for (const auto& [w, _] : per_worker) {
+    if (!workers_[w].address.empty()) peers.push_back(workers_[w].address);
+  }
+  std::string folder = restore ? restore->folder : std::string{};
+  deploying_ = per_worker.size();
+  for (auto& [w, indices] : per_worker) {
+    std::vector<std::uint32_t> chains;
+    std::vector<std::uint32_t> subtasks;
+    for (auto i : indices) {
+      chains.push_back(tasks_[i].chain);
+      subtasks.push_back(tasks_[i].subtask);
+    }
+    auto attempt = attempt_;
+    auto id = workers_[w].id;
+    request(workers_[w].handle, deploy_timeout, deploy_atom::value, attempt,
+            folder, std::move(chains), std::move(subtasks), peers)
+        .then(
+            [this, attempt, indices](std::vector<caf::actor>& handles) {
+              on_deployed(attempt, indices, handles);
+            },
+            [this, attempt, id](caf::error& err) {
+              if (attempt != attempt_ || phase_ != phase::running) return;
+              on_failure("worker " + id + " could not deploy its tasks: " +
+                         system().render(err));
+            });
+  }
+}
+
+void coordinator::on_deployed(std::uint32_t attempt,
+                              const std::vector<std::size_t>& slots,
+                              std::vector<caf::actor>& handles) {
+  if (attempt != attempt_ || phase_ != phase::running ||
+      handles.size() != slots.size()) {
+    // Deployed for an attempt that failed meanwhile: never wired, never
+    // started; nothing to wait for.
+    for (auto& h : handles) send_exit(h, caf::exit_reason::kill);
+    return;
+  }
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    auto& t = tasks_[slots[i]];
+    t.handle = std::move(handles[i]);
+    monitor(t.handle);
+    ++alive_;
+  }
+  if (--deploying_ == 0) wire_and_start();
+}
+
+bool coordinator::ready() const {
+  return !waiting_ && deploying_ == 0 && !tasks_.empty();
+}
+
+void coordinator::wire_and_start() {
+  const auto& plan = *config_.plan;
+  std::vector<std::vector<caf::actor>> by_chain(plan.chains().size());
+  for (const auto& t : tasks_) by_chain[t.chain].push_back(t.handle);
   // Every channel is numbered by the plan at both ends; wiring tells each
   // task the peer actor and the peer's channel number.
   for (const auto& c : plan.chains()) {
@@ -223,11 +395,9 @@ void coordinator::deploy(
            std::move(out_peer), std::move(ins), std::move(in_peer));
     }
   }
-  alive_ = tasks_.size();
-  for (auto& t : tasks_) {
-    monitor(t.handle);
-    send(t.handle, start_atom::value);
-  }
+  for (auto& t : tasks_) send(t.handle, start_atom::value);
+  // A drain or savepoint requested while deploying applies now.
+  after_checkpoint();
 }
 
 std::size_t coordinator::index_of(std::uint32_t chain,
@@ -272,7 +442,7 @@ void coordinator::trigger(checkpoint::snapshot_kind kind, bool stop,
   in_progress_->set(1);
   bool savepoint = kind == checkpoint::snapshot_kind::savepoint;
   for (auto& t : tasks_) {
-    if ((t.source || t.finished) && !t.down)
+    if ((t.source || t.finished) && t.live())
       send(t.handle, trigger_atom::value, id, savepoint);
   }
   delayed_send(this, config_.options.checkpoint_timeout, timeout_atom::value,
@@ -350,10 +520,13 @@ void coordinator::complete() {
   async_->set(async.count());
   last_id_->set(p.id);
   completed_.push_back({p.folder, meta});
+  remember(p, true, meta.state_bytes(), "");
   if (p.kind == checkpoint::snapshot_kind::savepoint) {
     savepoint_folder_ = p.folder;
     std::fprintf(stderr, "stream: savepoint %lld written to %s\n",
                  static_cast<long long>(p.id), p.folder.c_str());
+    nlohmann::json j{{"id", p.id}, {"kind", "savepoint"}, {"folder", p.folder}};
+    answer_savepoint_waiters(j.dump());
   }
   // Retention: drop restore points whose folders are gone.
   storage_->retain(config_.options.checkpoints_retained);
@@ -362,7 +535,7 @@ void coordinator::complete() {
     return !std::filesystem::exists(r.folder + "/_metadata", ec);
   });
   for (auto& t : tasks_) {
-    if (!t.down) send(t.handle, complete_atom::value, p.id);
+    if (t.live()) send(t.handle, complete_atom::value, p.id);
   }
   if (p.stop || p.final) {
     stopped_ = p.stop;
@@ -384,6 +557,12 @@ void coordinator::abort(const std::string& reason, const char* label) {
       .add(1);
   std::fprintf(stderr, "stream: %s %lld aborted: %s\n", kind_name(p.kind),
                static_cast<long long>(p.id), reason.c_str());
+  remember(p, false, 0, reason);
+  if (p.kind == checkpoint::snapshot_kind::savepoint && !p.stop) {
+    nlohmann::json j{
+        {"error", "savepoint " + std::to_string(p.id) + " aborted: " + reason}};
+    answer_savepoint_waiters(j.dump());
+  }
   if (auto st = storage_->discard(p.folder); !st.ok())
     std::fprintf(stderr, "stream: %s\n", st.message().c_str());
   if (p.final && phase_ == phase::running) {
@@ -398,7 +577,7 @@ void coordinator::abort(const std::string& reason, const char* label) {
 }
 
 void coordinator::after_checkpoint() {
-  if (phase_ != phase::running || pending_) return;
+  if (phase_ != phase::running || pending_ || !ready()) return;
   if (all_finished() && !tasks_.empty()) {
     if (config_.options.checkpoint_interval.count() > 0) {
       trigger(checkpoint::snapshot_kind::checkpoint, false, true);
@@ -417,7 +596,7 @@ void coordinator::after_checkpoint() {
     stop_requested_ = false;
     drain_ = true;
     for (auto& t : tasks_) {
-      if (t.source && !t.down)
+      if (t.source && t.live())
         send<caf::message_priority::high>(t.handle, stop_atom::value);
     }
   } else if (savepoint_requested_) {
@@ -444,15 +623,20 @@ void coordinator::on_failure(const std::string& what) {
   // Leave the running phase first: aborting the pending checkpoint must not
   // start another one among failing tasks.
   phase_ = delay ? phase::restarting : phase::stopping;
+  // Deploy answers still outstanding belong to a failed attempt: their
+  // tasks are killed on arrival.
+  deploying_ = 0;
   if (pending_) abort("a task failed", "failover");
   if (!delay) {
     failure_ =
         status{errc::operator_failed, what + " (" + policy_.reason() + ")"};
     kill_all();
+    if (alive_ == 0) finish_job();
     return;
   }
   restarts_total_->add(1);
   failed_at_ = clock::now();
+  awaiting_flow_ = true;
   restart_due_ = false;
   std::fprintf(stderr, "stream: %s; restart %u (%s) in %lld ms\n", what.c_str(),
                policy_.restarts(), policy_.name().c_str(),
@@ -492,19 +676,25 @@ void coordinator::redeploy() {
 
 void coordinator::shutdown_all() {
   for (auto& t : tasks_) {
-    if (!t.down) send(t.handle, shutdown_atom::value);
+    if (t.live()) send(t.handle, shutdown_atom::value);
   }
 }
 
 void coordinator::kill_all() {
   for (auto& t : tasks_) {
-    if (!t.down) send_exit(t.handle, caf::exit_reason::kill);
+    if (t.live()) send_exit(t.handle, caf::exit_reason::kill);
   }
 }
 
 void coordinator::on_down(const caf::down_msg& down) {
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    if (workers_[i].handle && workers_[i].handle.address() == down.source) {
+      lose_worker(i, system().render(down.reason));
+      return;
+    }
+  }
   auto it = std::find_if(tasks_.begin(), tasks_.end(), [&](const task_slot& t) {
-    return t.handle.address() == down.source;
+    return t.handle && t.handle.address() == down.source;
   });
   if (it == tasks_.end() || it->down) return;
   it->down = true;
@@ -528,11 +718,264 @@ void coordinator::on_down(const caf::down_msg& down) {
   }
 }
 
+void coordinator::on_exit() {
+  // Workers and tasks hold handles to the coordinator: drop ours to them.
+  tasks_.clear();
+  workers_.clear();
+  answer_savepoint_waiters(R"({"error":"the coordinator stopped"})");
+  config_.runner = nullptr;
+}
+
 void coordinator::finish_job() {
+  answer_savepoint_waiters(R"({"error":"the job ended before the savepoint"})");
+  // Workers of a job that ended go too (a failed job is restarted from its
+  // checkpoints by a new coordinator, which they connect to again).
+  for (auto& w : workers_) {
+    if (!w.alive) continue;
+    if (config_.local)
+      send_exit(w.handle, caf::exit_reason::user_shutdown);
+    else if (failure_.ok())
+      send(w.handle, shutdown_atom::value);
+  }
   auto code = static_cast<std::uint8_t>(failure_.code());
   send(config_.runner, result_atom::value, code, failure_.message(), stopped_,
        savepoint_folder_, policy_.restarts());
   quit();
+}
+
+std::string coordinator::on_register(const std::string& id,
+                                     const std::string& address,
+                                     std::uint32_t slots,
+                                     const std::string& protocol,
+                                     const std::string& fingerprint) {
+  if (protocol != protocol_signature())
+    return "this worker speaks '" + protocol + "', the coordinator '" +
+           protocol_signature() +
+           "': run the same build of the binary in every process";
+  if (fingerprint != fingerprint_)
+    return "the worker built a different job (topology " + fingerprint +
+           ", the coordinator's is " + fingerprint_ +
+           "): run the same binary with the same options everywhere";
+  if (config_.local) return "this coordinator runs in the local role";
+  auto handle = caf::actor_cast<caf::actor>(current_sender());
+  if (!handle) return "the registration came without a sender";
+  // A restarted worker registers under its old name before its old
+  // connection may have been noticed as gone.
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    if (workers_[i].alive && workers_[i].id == id)
+      lose_worker(i, "replaced by a new registration");
+  }
+  worker_entry w;
+  w.handle = handle;
+  w.id = id;
+  w.address = address;
+  w.slots = slots;
+  monitor(handle);
+  workers_.push_back(std::move(w));
+  std::uint64_t offered = 0;
+  std::size_t alive = 0;
+  for (const auto& x : workers_) {
+    if (x.alive && !x.leaving) {
+      offered += x.slots;
+      ++alive;
+    }
+  }
+  workers_gauge_->set(static_cast<std::int64_t>(alive));
+  slots_gauge_->set(static_cast<std::int64_t>(offered));
+  std::fprintf(stderr,
+               "stream: worker %s registered from %s with %u slots (%llu "
+               "slots offered)\n",
+               id.c_str(), address.c_str(), slots,
+               static_cast<unsigned long long>(offered));
+  if (waiting_ && phase_ == phase::running) {
+    deploy(waiting_restore_);
+    if (!waiting_ && drain_) stop_requested_ = true;
+  }
+  return {};
+}
+
+void coordinator::lose_worker(std::size_t index, const std::string& why) {
+  auto& w = workers_[index];
+  if (!w.alive) return;
+  w.alive = false;
+  std::int64_t alive = 0;
+  std::int64_t offered = 0;
+  for (const auto& x : workers_) {
+    if (x.alive && !x.leaving) {
+      ++alive;
+      offered += x.slots;
+    }
+  }
+  workers_gauge_->set(alive);
+  slots_gauge_->set(offered);
+  if (w.leaving) {
+    std::fprintf(stderr, "stream: worker %s left\n", w.id.c_str());
+  } else {
+    workers_lost_->add(1);
+    std::fprintf(stderr, "stream: worker %s lost: %s\n", w.id.c_str(),
+                 why.c_str());
+  }
+  bool hosted = std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& t) {
+    return t.worker == index && !t.down;
+  });
+  if (hosted && phase_ == phase::running)
+    on_failure("worker " + w.id + (w.leaving ? " left" : " lost: " + why));
+}
+
+void coordinator::cancel() {
+  if (phase_ == phase::stopping) return;
+  std::fprintf(stderr, "stream: job cancelled\n");
+  cancelled_ = true;
+  stopped_ = true;
+  phase_ = phase::stopping;
+  if (pending_) {
+    auto p = std::move(*pending_);
+    pending_.reset();
+    in_progress_->set(0);
+    remember(p, false, 0, "job cancelled");
+    (void)storage_->discard(p.folder);
+  }
+  kill_all();
+  if (alive_ == 0) finish_job();
+}
+
+void coordinator::remember(const pending_checkpoint& p, bool completed,
+                           std::uint64_t size, const std::string& reason) {
+  if (!completed) ++failed_count_;
+  history_entry e;
+  e.id = p.id;
+  e.kind = p.kind;
+  e.completed = completed;
+  e.folder = completed ? p.folder : std::string{};
+  e.duration_ms = ms_between(p.started, clock::now());
+  e.size_bytes = size;
+  e.reason = reason;
+  history_.push_back(std::move(e));
+  if (history_.size() > history_size) history_.erase(history_.begin());
+}
+
+void coordinator::answer_savepoint_waiters(const std::string& json) {
+  for (auto& rp : savepoint_waiters_) rp.deliver(json);
+  savepoint_waiters_.clear();
+}
+
+std::string coordinator::status_json() const {
+  using nlohmann::json;
+  const auto& graph = *config_.graph;
+  const auto& plan = *config_.plan;
+  const char* state = "running";
+  if (phase_ == phase::restarting)
+    state = "restarting";
+  else if (phase_ == phase::stopping)
+    state = cancelled_ ? "cancelling" : "stopping";
+  else if (waiting_)
+    state = "waiting-for-slots";
+  else if (deploying_ > 0)
+    state = "deploying";
+  json j;
+  j["job"] = config_.options.job_name;
+  j["state"] = state;
+  j["attempt"] = attempt_;
+  j["restarts"] = policy_.restarts();
+  j["uptime_seconds"] =
+      std::chrono::duration<double>(clock::now() - started_at_).count();
+  j["fingerprint"] = fingerprint_;
+  j["max_parallelism"] = config_.options.max_parallelism;
+  json workers = json::array();
+  std::vector<std::uint32_t> used(workers_.size(), 0);
+  for (const auto& t : tasks_) {
+    if (t.worker < used.size()) ++used[t.worker];
+  }
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    const auto& w = workers_[i];
+    if (!w.alive) continue;
+    workers.push_back({{"id", w.id},
+                       {"address", w.address},
+                       {"slots", w.slots},
+                       {"used", used[i]},
+                       {"state", w.leaving ? "leaving" : "up"}});
+  }
+  j["workers"] = workers;
+  json operators = json::array();
+  json key_groups = json::array();
+  for (const auto& n : graph.nodes()) {
+    const auto& chain = plan.chains().at(plan.chain_of(n.id));
+    const char* kind = n.kind == job_graph::node_kind::source ? "source"
+                       : n.kind == job_graph::node_kind::sink ? "sink"
+                                                              : "operator";
+    operators.push_back({{"id", n.id},
+                         {"name", plan.name_of(n.id)},
+                         {"kind", kind},
+                         {"chain", chain.name},
+                         {"parallelism", chain.parallelism},
+                         {"keyed", n.keyed}});
+    if (!n.keyed) continue;
+    json ranges = json::array();
+    for (std::uint32_t s = 0; s < chain.parallelism; ++s) {
+      auto r = range_for_subtask(config_.options.max_parallelism,
+                                 chain.parallelism, s);
+      std::string where = "-";
+      for (const auto& t : tasks_) {
+        if (t.chain == chain.id && t.subtask == s && t.worker < workers_.size())
+          where = workers_[t.worker].id;
+      }
+      ranges.push_back({{"subtask", s},
+                        {"first", r.start},
+                        {"last", r.end > r.start ? r.end - 1 : r.start},
+                        {"worker", where}});
+    }
+    key_groups.push_back({{"operator", plan.name_of(n.id)},
+                          {"parallelism", chain.parallelism},
+                          {"ranges", ranges}});
+  }
+  j["operators"] = operators;
+  j["key_groups"] = key_groups;
+  json tasks = json::array();
+  for (const auto& t : tasks_) {
+    const char* ts = t.down       ? "down"
+                     : t.finished ? "finished"
+                     : t.started  ? "running"
+                     : t.handle   ? "deploying"
+                                  : "scheduled";
+    tasks.push_back(
+        {{"chain", plan.chains().at(t.chain).name},
+         {"subtask", t.subtask},
+         {"worker",
+          t.worker < workers_.size() ? workers_[t.worker].id : std::string{}},
+         {"state", ts}});
+  }
+  j["tasks"] = tasks;
+  return j.dump();
+}
+
+std::string coordinator::history_json() const {
+  using nlohmann::json;
+  json history = json::array();
+  for (const auto& e : history_) {
+    history.push_back({{"id", e.id},
+                       {"kind", kind_name(e.kind)},
+                       {"status", e.completed ? "completed" : "failed"},
+                       {"folder", e.folder},
+                       {"duration_ms", e.duration_ms},
+                       {"size_bytes", e.size_bytes},
+                       {"reason", e.reason}});
+  }
+  if (pending_) {
+    history.push_back(
+        {{"id", pending_->id},
+         {"kind", kind_name(pending_->kind)},
+         {"status", "in_progress"},
+         {"folder", pending_->folder},
+         {"duration_ms", ms_between(pending_->started, clock::now())},
+         {"size_bytes", 0},
+         {"reason", ""}});
+  }
+  json j;
+  j["counts"] = {{"completed", completed_total_->value()},
+                 {"failed", failed_count_},
+                 {"in_progress", pending_ ? 1 : 0}};
+  j["history"] = history;
+  return j.dump();
 }
 
 }  // namespace stream::actors

@@ -25,6 +25,9 @@ struct coordinator_config {
   /// The checkpoint given with --restore, already resolved; may be null.
   std::shared_ptr<const checkpoint::restore_point> restore;
   caf::actor runner;  ///< Receives the `result`.
+  /// Local role: the coordinator hosts the tasks itself, on a worker actor
+  /// of its own with unlimited slots. Otherwise workers register.
+  bool local = true;
 };
 
 /// The job's coordinator: deploys the tasks, runs barrier checkpoints and
@@ -55,19 +58,43 @@ class coordinator final : public caf::event_based_actor {
   coordinator(caf::actor_config& cfg, coordinator_config config);
 
   caf::behavior make_behavior() override;
+  void on_exit() override;
   const char* name() const override { return "stream.coordinator"; }
 
  private:
   using clock = std::chrono::steady_clock;
 
   struct task_slot {
-    caf::actor handle;
+    caf::actor handle;       ///< Null until its worker deployed it.
+    std::size_t worker = 0;  ///< Index into `workers_`.
     std::uint32_t chain = 0;
     std::uint32_t subtask = 0;
     bool source = false;
     bool started = false;
     bool finished = false;
     bool down = false;
+    bool live() const { return handle && !down; }
+  };
+
+  /// A process that offers task slots.
+  struct worker_entry {
+    caf::actor handle;
+    std::string id;
+    std::string address;  ///< Where other workers reach it; empty if local.
+    std::uint32_t slots = 0;
+    bool alive = true;
+    bool leaving = false;  ///< Said goodbye: its end is not a crash.
+  };
+
+  /// A completed or failed checkpoint, for the REST API.
+  struct history_entry {
+    std::int64_t id = 0;
+    checkpoint::snapshot_kind kind = checkpoint::snapshot_kind::checkpoint;
+    bool completed = false;
+    std::string folder;
+    double duration_ms = 0;
+    std::uint64_t size_bytes = 0;
+    std::string reason;
   };
 
   struct pending_checkpoint {
@@ -83,6 +110,20 @@ class coordinator final : public caf::event_based_actor {
   };
 
   void deploy(std::shared_ptr<const checkpoint::restore_point> restore);
+  void on_deployed(std::uint32_t attempt, const std::vector<std::size_t>& slots,
+                   std::vector<caf::actor>& handles);
+  void wire_and_start();
+  bool ready() const;
+  std::string on_register(const std::string& id, const std::string& address,
+                          std::uint32_t slots, const std::string& protocol,
+                          const std::string& fingerprint);
+  void lose_worker(std::size_t index, const std::string& why);
+  void cancel();
+  void remember(const pending_checkpoint& p, bool completed, std::uint64_t size,
+                const std::string& reason);
+  void answer_savepoint_waiters(const std::string& json);
+  std::string status_json() const;
+  std::string history_json() const;
   std::size_t index_of(std::uint32_t chain, std::uint32_t subtask) const;
   bool all_finished() const;
   void trigger(checkpoint::snapshot_kind kind, bool stop, bool final);
@@ -106,6 +147,11 @@ class coordinator final : public caf::event_based_actor {
   std::string fingerprint_;
 
   std::vector<std::uint32_t> chain_offset_;
+  std::vector<worker_entry> workers_;
+  /// Waiting for task slots: deploy once enough workers registered.
+  bool waiting_ = false;
+  std::shared_ptr<const checkpoint::restore_point> waiting_restore_;
+  std::size_t deploying_ = 0;  ///< Deploy answers outstanding.
   std::vector<task_slot> tasks_;
   std::size_t alive_ = 0;
   std::uint32_t attempt_ = 0;
@@ -115,6 +161,12 @@ class coordinator final : public caf::event_based_actor {
   bool restart_due_ = false;
   clock::time_point failed_at_;
   bool recovering_ = false;
+  bool awaiting_flow_ = false;  ///< First record after a restart not seen.
+  clock::time_point started_at_ = clock::now();
+  std::vector<caf::response_promise> savepoint_waiters_;
+  std::vector<history_entry> history_;  ///< Newest last, bounded.
+  std::uint64_t failed_count_ = 0;
+  bool cancelled_ = false;
 
   std::optional<pending_checkpoint> pending_;
   std::int64_t next_id_ = 1;
@@ -141,6 +193,10 @@ class coordinator final : public caf::event_based_actor {
   gauge* async_ = nullptr;
   gauge* last_id_ = nullptr;
   gauge* last_recovery_ = nullptr;
+  gauge* first_record_ = nullptr;
+  gauge* workers_gauge_ = nullptr;
+  gauge* slots_gauge_ = nullptr;
+  counter* workers_lost_ = nullptr;
 };
 
 }  // namespace stream::actors

@@ -1,9 +1,12 @@
 #include <algorithm>
+#include <caf/io/all.hpp>
+#include <caf/openssl/all.hpp>
 #include <cstdio>
 #include <thread>
 
 #include "coordinator.hpp"
 #include "messages.hpp"
+#include "runtime_internal.hpp"
 #include "stream/metrics.hpp"
 #include "stream/metrics_server.hpp"
 #include "stream/run.hpp"
@@ -13,19 +16,6 @@ namespace stream {
 namespace {
 
 using clock = std::chrono::steady_clock;
-
-caf::actor_system_config make_config(const job_options& options) {
-  caf::actor_system_config cfg;
-  auto threads = options.threads != 0
-                     ? options.threads
-                     : std::max(1U, std::thread::hardware_concurrency());
-  cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
-  // A busy actor gives its thread up after this many messages, so timers
-  // and the coordinator are never starved (CAF-NOTES: unlimited starved a
-  // timer for a second; 100-1000 cost nothing measurable).
-  cfg.set("scheduler.max-throughput", static_cast<size_t>(100));
-  return cfg;
-}
 
 std::uint64_t source_records(const metrics_registry& registry,
                              const job_graph& graph,
@@ -49,8 +39,35 @@ std::uint64_t source_records(const metrics_registry& registry,
   return static_cast<std::uint64_t>(total);
 }
 
-/// Resolves --restore and checks that sources and sinks keep their
-/// parallelism (their state is per subtask).
+}  // namespace
+
+namespace detail {
+
+void configure_system(caf::actor_system_config& cfg, const job_options& options,
+                      bool networked) {
+  auto threads = options.threads != 0
+                     ? options.threads
+                     : std::max(1U, std::thread::hardware_concurrency());
+  cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
+  // A busy actor gives its thread up after this many messages, so timers
+  // and the coordinator are never starved (CAF-NOTES: unlimited starved a
+  // timer for a second; 100-1000 cost nothing measurable).
+  cfg.set("scheduler.max-throughput", static_cast<size_t>(100));
+  actors::register_message_types(cfg);
+  if (!networked) return;
+  cfg.load<caf::io::middleman>();
+  // Off by default in CAF 0.17: without them a hung peer is never noticed.
+  cfg.set("middleman.heartbeat-interval",
+          caf::timespan{options.heartbeat_interval});
+  cfg.set("middleman.connection-timeout", caf::timespan{options.peer_timeout});
+  if (!options.tls_cert.empty()) {
+    cfg.load<caf::openssl::manager>();
+    cfg.openssl_certificate = options.tls_cert;
+    cfg.openssl_key = options.tls_key;
+    cfg.openssl_cafile = options.tls_ca;
+  }
+}
+
 result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
     const environment& env, const execution_plan& plan) {
   const auto& options = env.options();
@@ -89,43 +106,14 @@ result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
       std::make_shared<checkpoint::restore_point>(std::move(*point))};
 }
 
-}  // namespace
-
-result<job_report> execute(environment& env, const execution_hooks& hooks) {
+result<job_report> supervise(caf::scoped_actor& self,
+                             const caf::actor& coordinator,
+                             const environment& env, const execution_plan& plan,
+                             const execution_hooks& hooks,
+                             const metrics_registry* registry) {
   const auto& options = env.options();
-  auto plan = execution_plan::build(env.graph(), options, env.chaining());
-  if (!plan) return plan.error();
-  auto restore = resolve_restore(env, *plan);
-  if (!restore) return restore.error();
-  auto registry =
-      hooks.registry ? hooks.registry : std::make_shared<metrics_registry>();
-  std::unique_ptr<metrics_server> server;
-  if (!options.metrics_address.empty()) {
-    auto started = metrics_server::start(registry, options.metrics_address,
-                                         options.metrics_port);
-    if (!started) return started.error();
-    server = std::move(*started);
-    if (hooks.on_metrics_ready) hooks.on_metrics_ready(server->port());
-  }
-
-  caf::actor_system_config cfg = make_config(options);
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
   const auto start = clock::now();
-  actors::coordinator_config cc;
-  cc.graph = &env.graph();
-  cc.plan = &*plan;
-  cc.registry = registry.get();
-  cc.options = options;
-  cc.restore = *restore;
-  cc.runner = self;
-  // Detached: its own thread, so checkpoints and failover never wait behind
-  // busy tasks (a busy actor that yields is resumed first by the
-  // work-stealing scheduler, which starved the coordinator on one thread).
-  auto coordinator =
-      sys.spawn<actors::coordinator, caf::detached>(std::move(cc));
   self->monitor(coordinator);
-
   bool stop_sent = false;
   bool done = false;
   std::uint32_t savepoints_seen =
@@ -167,10 +155,11 @@ result<job_report> execute(environment& env, const execution_hooks& hooks) {
         self->send(coordinator, actors::savepoint_atom::value);
       }
     }
-    if (options.status_interval.count() > 0 && clock::now() >= next_status) {
+    if (registry != nullptr && options.status_interval.count() > 0 &&
+        clock::now() >= next_status) {
       next_status += options.status_interval;
       auto secs = std::chrono::duration<double>(clock::now() - start).count();
-      auto n = source_records(*registry, env.graph(), *plan);
+      auto n = source_records(*registry, env.graph(), plan);
       std::fprintf(stderr,
                    "stream: %.0fs, %llu records from sources (%.0f/s)\n", secs,
                    static_cast<unsigned long long>(n),
@@ -179,8 +168,51 @@ result<job_report> execute(environment& env, const execution_hooks& hooks) {
   }
   if (!failure.ok()) return failure;
   report.elapsed = clock::now() - start;
-  report.source_records = source_records(*registry, env.graph(), *plan);
+  if (registry != nullptr)
+    report.source_records = source_records(*registry, env.graph(), plan);
   return report;
+}
+
+}  // namespace detail
+
+result<job_report> execute(environment& env, const execution_hooks& hooks) {
+  const auto& options = env.options();
+  if (options.role == "coordinator")
+    return detail::execute_coordinator(env, hooks);
+  if (options.role == "worker") return detail::execute_worker(env, hooks);
+  auto plan = execution_plan::build(env.graph(), options, env.chaining());
+  if (!plan) return plan.error();
+  auto restore = detail::resolve_restore(env, *plan);
+  if (!restore) return restore.error();
+  auto registry =
+      hooks.registry ? hooks.registry : std::make_shared<metrics_registry>();
+  std::unique_ptr<metrics_server> server;
+  if (!options.metrics_address.empty()) {
+    auto started = metrics_server::start(registry, options.metrics_address,
+                                         options.metrics_port);
+    if (!started) return started.error();
+    server = std::move(*started);
+    if (hooks.on_metrics_ready) hooks.on_metrics_ready(server->port());
+  }
+
+  caf::actor_system_config cfg;
+  detail::configure_system(cfg, options, false);
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  actors::coordinator_config cc;
+  cc.graph = &env.graph();
+  cc.plan = &*plan;
+  cc.registry = registry.get();
+  cc.options = options;
+  cc.restore = *restore;
+  cc.runner = self;
+  // Detached: its own thread, so checkpoints and failover never wait behind
+  // busy tasks (a busy actor that yields is resumed first by the
+  // work-stealing scheduler, which starved the coordinator on one thread).
+  auto coordinator =
+      sys.spawn<actors::coordinator, caf::detached>(std::move(cc));
+  return detail::supervise(self, coordinator, env, *plan, hooks,
+                           registry.get());
 }
 
 }  // namespace stream

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "stream/checkpoint/snapshot.hpp"
@@ -41,6 +42,20 @@ using restart_atom = caf::atom_constant<caf::atom("st_restrt")>;
 using savepoint_atom = caf::atom_constant<caf::atom("st_savept")>;
 using result_atom = caf::atom_constant<caf::atom("st_result")>;
 
+// Remote channels: a batch as one encoded byte buffer (codec batch format).
+using raw_batch_atom = caf::atom_constant<caf::atom("st_rbatch")>;
+// Task -> coordinator: the first record consumed in this attempt.
+using flowing_atom = caf::atom_constant<caf::atom("st_flow")>;
+// Worker <-> coordinator.
+using register_atom = caf::atom_constant<caf::atom("st_reg")>;
+using deploy_atom = caf::atom_constant<caf::atom("st_deploy")>;
+using goodbye_atom = caf::atom_constant<caf::atom("st_bye")>;
+using connect_atom = caf::atom_constant<caf::atom("st_conn")>;
+// REST queries to the coordinator.
+using status_atom = caf::atom_constant<caf::atom("st_status")>;
+using history_atom = caf::atom_constant<caf::atom("st_hist")>;
+using cancel_atom = caf::atom_constant<caf::atom("st_cancel")>;
+
 /// A task's acknowledgement of a snapshot: where its state went.
 struct snapshot_ack {
   std::uint32_t attempt = 0;
@@ -53,14 +68,63 @@ struct snapshot_ack {
   std::chrono::nanoseconds async{0};
 };
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, snapshot_ack& x) {
+  auto alignment = x.alignment.count();
+  auto sync = x.sync.count();
+  auto async = x.async.count();
+  auto apply = [&] {
+    return f(caf::meta::type_name("stream.snapshot_ack"), x.attempt, x.id,
+             x.chain, x.subtask, x.handles, alignment, sync, async);
+  };
+  auto store = [&] {
+    x.alignment = std::chrono::nanoseconds{alignment};
+    x.sync = std::chrono::nanoseconds{sync};
+    x.async = std::chrono::nanoseconds{async};
+  };
+  // Durations travel as nanosecond counts.
+  if constexpr (std::is_void_v<typename Inspector::result_type>) {
+    apply();
+    store();
+  } else {
+    auto result = apply();
+    store();
+    return result;
+  }
+}
+
+/// Registers every message type that crosses processes with `cfg`, in one
+/// place for every role.
+void register_message_types(caf::actor_system_config& cfg);
+
+/// Names the protocol and every registered type: a worker whose binary
+/// differs is refused at its registration with both strings in the error.
+std::string protocol_signature();
+
 /// The state a task restores: per operator of its chain.
 using restore_set =
     std::shared_ptr<const std::vector<checkpoint::restored_state>>;
 
 }  // namespace stream::actors
 
-// Batches cross actors of one process by pointer. Remote channels (a later
-// step) will send them as one raw byte buffer per batch with a format tag.
+namespace stream {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, key_group_range& x) {
+  return f(caf::meta::type_name("stream.key_group_range"), x.start, x.end);
+}
+
+namespace checkpoint {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, state_handle& x) {
+  return f(caf::meta::type_name("stream.state_handle"), x.operator_id,
+           x.subtask, x.file, x.bytes, x.crc32c, x.key_groups, x.entries);
+}
+
+}  // namespace checkpoint
+}  // namespace stream
+
+// Batches cross actors of one process by pointer; to another process they
+// go as `raw_batch` with the encoded bytes (task_actor decides per channel).
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(::stream::runtime::batch_ptr)
-// Local for now; remote roles will serialize acknowledgements.
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(::stream::actors::snapshot_ack)

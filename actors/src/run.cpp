@@ -162,6 +162,47 @@ const common_option common_options[] = {
     {"restart-failure-interval", "DURATION",
      "failure-rate: the window failures are counted in; exponential: the "
      "backoff resets after this long without failure (default: 1m)"},
+    {"role", "ROLE",
+     "local (everything in this process), coordinator or worker "
+     "(default: local)"},
+    {"coordinator", "HOST:PORT",
+     "worker: the coordinator to join; retried with backoff until it is up "
+     "(default: 127.0.0.1:6123)"},
+    {"cluster-port", "PORT",
+     "coordinator: port the workers connect to, 0 picks a free one "
+     "(default: 6123)"},
+    {"slots", "N",
+     "worker: task slots offered; a job needs as many as its highest "
+     "parallelism (default: 1)"},
+    {"worker-id", "NAME",
+     "worker: name in logs and the REST API "
+     "(default: <host>-<pid>)"},
+    {"data-port", "PORT",
+     "worker: port other workers send data to, 0 picks a free one "
+     "(default: 0)"},
+    {"advertise-host", "HOST",
+     "worker: host name or address other workers reach it at "
+     "(default: this host's name)"},
+    {"rest-address", "ADDR",
+     "coordinator: bind address of the REST API and /metrics, empty "
+     "disables them (default: 0.0.0.0)"},
+    {"rest-port", "PORT",
+     "coordinator: port of the REST API and /metrics, 0 picks a free one "
+     "(default: 8081)"},
+    {"rest-token", "TOKEN",
+     "coordinator: require 'Authorization: Bearer TOKEN' on the REST API "
+     "(default: none)"},
+    {"tls-cert", "FILE",
+     "TLS between processes: this process's PEM certificate (with "
+     "--tls-key and --tls-ca)"},
+    {"tls-key", "FILE", "TLS: the PEM private key of --tls-cert"},
+    {"tls-ca", "FILE",
+     "TLS: PEM CA certificate that every peer's certificate must be signed "
+     "by"},
+    {"heartbeat-interval", "DURATION",
+     "heartbeats between processes (default: 250ms)"},
+    {"peer-timeout", "DURATION",
+     "a peer silent this long is taken for dead, 0 = never (default: 2s)"},
 };
 
 std::string env_name(const std::string& option) {
@@ -312,6 +353,29 @@ parsed parse(int argc, char** argv, const std::vector<app_option>& app) {
         parse_number("restart-backoff-multiplier", *v);
   if (auto* v = text("restart-failure-interval"))
     o.restart_failure_interval = parse_time_ms("restart-failure-interval", *v);
+  if (auto* v = text("role")) o.role = *v;
+  if (auto* v = text("coordinator")) o.coordinator = *v;
+  if (auto* v = text("cluster-port"))
+    o.cluster_port = static_cast<std::uint16_t>(
+        parse_unsigned("cluster-port", *v, 0, 65535));
+  u32("slots", o.slots);
+  if (auto* v = text("worker-id")) o.worker_id = *v;
+  if (auto* v = text("data-port"))
+    o.data_port =
+        static_cast<std::uint16_t>(parse_unsigned("data-port", *v, 0, 65535));
+  if (auto* v = text("advertise-host")) o.advertise_host = *v;
+  if (auto* v = text("rest-address")) o.rest_address = *v;
+  if (auto* v = text("rest-port"))
+    o.rest_port =
+        static_cast<std::uint16_t>(parse_unsigned("rest-port", *v, 0, 65535));
+  if (auto* v = text("rest-token")) o.rest_token = *v;
+  if (auto* v = text("tls-cert")) o.tls_cert = *v;
+  if (auto* v = text("tls-key")) o.tls_key = *v;
+  if (auto* v = text("tls-ca")) o.tls_ca = *v;
+  if (auto* v = text("heartbeat-interval"))
+    o.heartbeat_interval = parse_time_ms("heartbeat-interval", *v);
+  if (auto* v = text("peer-timeout"))
+    o.peer_timeout = parse_time_ms("peer-timeout", *v);
   out.no_chaining = vm["no-chaining"].as<bool>();
   if (auto st = o.validate(); !st.ok()) throw usage_error{st.message()};
   for (const auto& a : app) {
@@ -368,6 +432,11 @@ int run(int argc, char** argv, const build_function& build,
       std::fprintf(stderr, "%s: job failed: %s\n", prog,
                    report.error().message().c_str());
       return report.error().code() == errc::invalid_config ? 2 : 1;
+    }
+    if (env.options().role == "worker") {
+      std::fprintf(stderr, "%s: worker %s\n", prog,
+                   report->stopped ? "stopped" : "done: the job ended");
+      return 0;
     }
     auto secs = std::chrono::duration<double>(report->elapsed).count();
     std::fprintf(

@@ -120,6 +120,16 @@ caf::behavior task_actor::make_behavior() {
         output_peer_channel_ = std::move(output_peers);
         inputs_ = std::move(inputs);
         input_peer_channel_ = std::move(input_peers);
+        const auto& plan = *config_.plan;
+        auto outs = plan.outputs(config_.chain, config_.subtask);
+        remote_out_.assign(outputs_.size(), nullptr);
+        for (std::size_t i = 0; i < outputs_.size() && i < outs.size(); ++i) {
+          if (outputs_[i] && outputs_[i].node() != node())
+            remote_out_[i] = channel_type(outs[i]);
+        }
+        in_types_.clear();
+        for (const auto& ref : plan.inputs(config_.chain, config_.subtask))
+          in_types_.push_back(channel_type(ref));
       },
       [this](start_atom) {
         set_default_handler(caf::print_and_drop);
@@ -133,7 +143,15 @@ caf::behavior task_actor::make_behavior() {
 caf::behavior task_actor::running() {
   return {
       [this](batch_atom, std::uint32_t channel, runtime::batch_ptr& records) {
+        if (!flowing_) {
+          flowing_ = true;
+          send(config_.runner, flowing_atom::value, config_.attempt);
+        }
         work([&] { task_->on_batch(channel, std::move(records)); });
+      },
+      [this](raw_batch_atom, std::uint32_t channel,
+             const std::vector<std::uint8_t>& bytes) {
+        on_raw_batch(channel, bytes);
       },
       [this](event_atom, std::uint32_t channel, std::uint8_t kind,
              std::int64_t value) {
@@ -189,6 +207,12 @@ void task_actor::on_exit() {
 }
 
 status task_actor::restore() {
+  if (!config_.restore && !config_.restore_folder.empty()) {
+    auto meta = checkpoint::read_metadata(config_.restore_folder);
+    if (!meta) return meta.error();
+    config_.restore = std::make_shared<checkpoint::restore_point>(
+        checkpoint::restore_point{config_.restore_folder, std::move(*meta)});
+  }
   if (!config_.restore) return {};
   const auto& chain = config_.plan->chains().at(config_.chain);
   auto owned = range_for_subtask(config_.options.max_parallelism,
@@ -253,10 +277,53 @@ void task_actor::snapshot_taken(std::int64_t id, bool savepoint,
   });
 }
 
+const type_ops* task_actor::channel_type(
+    const execution_plan::channel_ref& ref) const {
+  const auto& edge = config_.graph->edges().at(ref.edge);
+  return config_.graph->at(edge.to).in_type.get();
+}
+
+void task_actor::on_raw_batch(std::uint32_t channel,
+                              const std::vector<std::uint8_t>& bytes) {
+  const type_ops* type =
+      channel < in_types_.size() ? in_types_[channel] : nullptr;
+  if (type == nullptr || !type->decode) {
+    fail("a batch arrived as bytes on input channel " +
+         std::to_string(channel) + ", which has no codec");
+    return;
+  }
+  auto decoded = type->decode(bytes);
+  if (!decoded) {
+    fail("malformed batch on input channel " + std::to_string(channel) + ": " +
+         decoded.error().message());
+    return;
+  }
+  if (!flowing_) {
+    flowing_ = true;
+    send(config_.runner, flowing_atom::value, config_.attempt);
+  }
+  work([&] { task_->on_batch(channel, std::move(*decoded)); });
+}
+
 void task_actor::send_batch(std::uint32_t output_channel,
                             runtime::batch_ptr records) {
-  send(outputs_[output_channel], batch_atom::value,
-       output_peer_channel_[output_channel], std::move(records));
+  const type_ops* remote = remote_out_[output_channel];
+  if (remote == nullptr) {
+    send(outputs_[output_channel], batch_atom::value,
+         output_peer_channel_[output_channel], std::move(records));
+    return;
+  }
+  if (!remote->encode) {
+    // The coordinator refuses such jobs outside the local role; this is
+    // the last line of defence.
+    fail("records on output channel " + std::to_string(output_channel) +
+         " have no codec and cannot cross processes");
+    return;
+  }
+  std::vector<std::uint8_t> bytes;
+  remote->encode(*records, bytes);
+  send(outputs_[output_channel], raw_batch_atom::value,
+       output_peer_channel_[output_channel], std::move(bytes));
 }
 
 void task_actor::send_event(std::uint32_t output_channel,

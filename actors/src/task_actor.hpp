@@ -30,6 +30,9 @@ struct task_actor_config {
   std::shared_ptr<checkpoint::background_writer> writer;
   /// The checkpoint to restore from, or null for a fresh start.
   std::shared_ptr<const checkpoint::restore_point> restore;
+  /// Set with a null `restore` when the worker could not read this folder:
+  /// the task fails on start with the reason.
+  std::string restore_folder;
 };
 
 /// One operator instance (a chain subtask) as an actor: translates messages
@@ -78,7 +81,17 @@ class task_actor final : public caf::event_based_actor,
   task_actor_config config_;
   std::unique_ptr<runtime::task> task_;
   status create_error_;
+  void on_raw_batch(std::uint32_t channel,
+                    const std::vector<std::uint8_t>& bytes);
+  const type_ops* channel_type(const execution_plan::channel_ref& ref) const;
+
   std::vector<caf::actor> outputs_;
+  /// Per output channel: null for a peer in this process (batches go by
+  /// pointer), else the record type's codec glue (batches go as bytes).
+  std::vector<const type_ops*> remote_out_;
+  /// Per input channel: the codec glue for batches that arrive as bytes.
+  std::vector<const type_ops*> in_types_;
+  bool flowing_ = false;  ///< Reported its first consumed batch.
   std::vector<std::uint32_t> output_peer_channel_;
   std::vector<caf::actor> inputs_;
   std::vector<std::uint32_t> input_peer_channel_;

@@ -84,6 +84,35 @@ status job_options::validate() const {
   if (restart_failure_interval < std::chrono::milliseconds{1})
     return status{errc::invalid_config,
                   "--restart-failure-interval must be at least 1ms"};
+  if (role != "local" && role != "coordinator" && role != "worker")
+    return status{
+        errc::invalid_config,
+        "--role must be local, coordinator or worker, not '" + role + "'"};
+  if (role == "worker") {
+    auto colon = coordinator.rfind(':');
+    if (colon == std::string::npos || colon == 0 ||
+        colon + 1 == coordinator.size() ||
+        coordinator.find_first_not_of("0123456789", colon + 1) !=
+            std::string::npos ||
+        std::stoul(coordinator.substr(colon + 1).substr(0, 6)) > 65535)
+      return status{
+          errc::invalid_config,
+          "--coordinator must be HOST:PORT, not '" + coordinator + "'"};
+  }
+  if (slots < 1 || slots > 1024) return out_of_range("slots", slots, 1, 1024);
+  bool any_tls = !tls_cert.empty() || !tls_key.empty() || !tls_ca.empty();
+  bool all_tls = !tls_cert.empty() && !tls_key.empty() && !tls_ca.empty();
+  if (any_tls && !all_tls)
+    return status{errc::invalid_config,
+                  "TLS needs all of --tls-cert, --tls-key and --tls-ca"};
+  if (heartbeat_interval.count() < 0 || peer_timeout.count() < 0)
+    return status{errc::invalid_config,
+                  "--heartbeat-interval and --peer-timeout must be >= 0"};
+  if (peer_timeout.count() > 0 && (heartbeat_interval.count() == 0 ||
+                                   peer_timeout < 2 * heartbeat_interval))
+    return status{errc::invalid_config,
+                  "--peer-timeout must be 0 (off) or at least twice "
+                  "--heartbeat-interval"};
   if (restart_strategy == "failure-rate" && restart_attempts == 0)
     return status{errc::invalid_config,
                   "--restart-attempts must be at least 1 for failure-rate"};

@@ -57,6 +57,10 @@ struct execution_hooks {
   const std::atomic<bool>* stop = nullptr;
   /// Each increment asks for a savepoint (SIGUSR1). May be null.
   const std::atomic<std::uint32_t>* savepoints = nullptr;
+  /// Coordinator role: called with the port workers connect to.
+  std::function<void(std::uint16_t port)> on_cluster_ready;
+  /// Coordinator role: called with the port of the REST API.
+  std::function<void(std::uint16_t port)> on_rest_ready;
 };
 
 /// What a finished job reports.

@@ -435,6 +435,32 @@ struct codec<T>
     : detail::fields_codec<T, decltype(stream_field_refs(std::declval<T&>()))> {
 };
 
+/// True when `codec<T>` exists: the types listed at the top, recursively.
+/// Lets generic code (remote channels) offer encoding only where it compiles.
+template <class T>
+struct is_encodable
+    : std::bool_constant<
+          (std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
+           !std::is_member_pointer_v<T> && !std::is_null_pointer_v<T>) ||
+          detail::has_stream_fields<T>> {};
+template <>
+struct is_encodable<std::string> : std::true_type {};
+template <class T>
+struct is_encodable<std::vector<T>> : is_encodable<T> {};
+template <class T>
+struct is_encodable<std::optional<T>> : is_encodable<T> {};
+template <class A, class B>
+struct is_encodable<std::pair<A, B>>
+    : std::bool_constant<is_encodable<A>::value && is_encodable<B>::value> {};
+template <class... Ts>
+struct is_encodable<std::tuple<Ts...>>
+    : std::bool_constant<(is_encodable<Ts>::value && ...)> {};
+template <class... Ts>
+struct is_encodable<std::variant<Ts...>>
+    : std::bool_constant<(is_encodable<Ts>::value && ...)> {};
+template <class T>
+inline constexpr bool is_encodable_v = is_encodable<T>::value;
+
 /// FNV-1a 32-bit hash of `signature`; stable across builds and hosts.
 std::uint32_t schema_fingerprint(std::string_view signature) noexcept;
 

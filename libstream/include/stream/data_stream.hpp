@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "stream/codec.hpp"
 #include "stream/detail/operators.hpp"
 #include "stream/detail/process.hpp"
 #include "stream/detail/routers.hpp"
@@ -49,6 +50,18 @@ std::shared_ptr<const type_ops> type_ops_for() {
       return std::unique_ptr<runtime::stage_object>{
           new detail::rebalance_router<T>(ctx)};
     };
+    if constexpr (is_encodable_v<T>) {
+      result->encode = [](const runtime::batch_base& b,
+                          std::vector<std::uint8_t>& out) {
+        encode_batch(static_cast<const runtime::batch<T>&>(b).records, out);
+      };
+      result->decode = [](std::span<const std::uint8_t> in)
+          -> ::stream::result<runtime::batch_ptr> {
+        auto b = std::make_shared<runtime::batch<T>>();
+        if (auto st = decode_batch(in, b->records); !st.ok()) return st;
+        return runtime::batch_ptr{std::move(b)};
+      };
+    }
     return std::shared_ptr<const type_ops>{std::move(result)};
   }();
   return ops;

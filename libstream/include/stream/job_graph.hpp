@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <typeindex>
 #include <vector>
@@ -56,6 +57,15 @@ struct type_ops {
   /// Router factories per partitioning (hash routers come with the edge).
   router_factory make_forward;
   router_factory make_rebalance;
+  /// Remote channels: appends the batch in the codec's batch format (a
+  /// versioned header with the schema fingerprint, then the records). Null
+  /// when the record type has no codec: such records cannot cross processes.
+  std::function<void(const runtime::batch_base&, std::vector<std::uint8_t>&)>
+      encode;
+  /// Decodes one batch written by `encode`; errors are
+  /// `errc::malformed_data` naming what does not fit.
+  std::function<result<runtime::batch_ptr>(std::span<const std::uint8_t>)>
+      decode;
 };
 
 /// The logical dataflow: operators (nodes) and the streams between them

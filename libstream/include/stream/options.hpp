@@ -90,6 +90,38 @@ struct job_options {
   /// failure. Failure-rate: the window failures are counted in.
   std::chrono::milliseconds restart_failure_interval{std::chrono::minutes{1}};
 
+  /// Which part of the job this process runs: "local" (coordinator and
+  /// tasks in one process), "coordinator" or "worker".
+  std::string role = "local";
+  /// Worker: where the coordinator listens, "host:port".
+  std::string coordinator = "127.0.0.1:6123";
+  /// Coordinator: the port it listens on for workers (0 picks a free one).
+  std::uint16_t cluster_port = 6123;
+  /// Worker: the port other workers reach it on (0 picks a free one) and the
+  /// host name or address they use; empty means this host's name.
+  std::uint16_t data_port = 0;
+  std::string advertise_host;
+  /// Worker: task slots it offers; a job needs as many slots as its highest
+  /// operator parallelism (one subtask of every operator per slot).
+  std::uint32_t slots = 1;
+  /// Worker: its name in logs and the REST API; empty means "<host>-<pid>".
+  std::string worker_id;
+  /// Coordinator: the REST API (and /metrics) address and port; an empty
+  /// address disables it. A non-empty token is required as
+  /// "Authorization: Bearer <token>" on every /api/ request.
+  std::string rest_address = "0.0.0.0";
+  std::uint16_t rest_port = 8081;
+  std::string rest_token;
+  /// TLS between processes: PEM certificate and key of this process and the
+  /// CA file its peers' certificates must be signed by; all three or none.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
+  /// Failure detection between processes: heartbeat period, and how long a
+  /// silent peer may stay silent before it is considered dead (0 = off).
+  std::chrono::milliseconds heartbeat_interval{250};
+  std::chrono::milliseconds peer_timeout{2000};
+
   /// Checks every field against its documented range; the error names the
   /// offending option.
   status validate() const;

@@ -1,0 +1,41 @@
+#pragma once
+
+// Pieces shared by the three roles' entry points (local_runtime.cpp,
+// cluster_runtime.cpp). Not a public header.
+
+#include <caf/all.hpp>
+#include <memory>
+
+#include "stream/checkpoint/storage.hpp"
+#include "stream/environment.hpp"
+#include "stream/job_graph.hpp"
+#include "stream/run.hpp"
+
+namespace stream::detail {
+
+/// Scheduler settings and the message types of every role; with
+/// `networked`, the middleman with heartbeats and, when configured, TLS.
+void configure_system(caf::actor_system_config& cfg,
+                      const job_options& options, bool networked);
+
+/// Resolves --restore and checks that sources and sinks keep their
+/// parallelism (their state is per subtask). Null without --restore.
+result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
+    const environment& env, const execution_plan& plan);
+
+/// Waits for the coordinator's `result`, forwarding stop and savepoint
+/// requests from `hooks` and printing status lines when `registry` holds
+/// the tasks' metrics (local role).
+result<job_report> supervise(caf::scoped_actor& self,
+                             const caf::actor& coordinator,
+                             const environment& env,
+                             const execution_plan& plan,
+                             const execution_hooks& hooks,
+                             const metrics_registry* registry);
+
+result<job_report> execute_coordinator(environment& env,
+                                       const execution_hooks& hooks);
+result<job_report> execute_worker(environment& env,
+                                  const execution_hooks& hooks);
+
+}  // namespace stream::detail

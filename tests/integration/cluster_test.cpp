@@ -1,0 +1,376 @@
+// The coordinator and worker roles as separate processes on loopback: the
+// exactly_once job (keyed event-time windows and keyed running totals into
+// exactly-once file sinks) at parallelism 3 over three workers, compared
+// line for line with the local-role run and with a reference computed
+// straight from the readings; workers killed with SIGKILL at random moments
+// and restarted, as Kubernetes would; the coordinator killed and restarted.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster_support.hpp"
+#include "exactly_once_reference.hpp"
+#include "process.hpp"
+
+namespace stream {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+using stream::testing::child_process;
+using stream::testing::cluster;
+using stream::testing::committed_lines;
+using stream::testing::count_of;
+using stream::testing::exactly_once_expected;
+using stream::testing::line_diff;
+
+constexpr std::uint64_t sensors = 40;
+
+double ms_since(clock_type::time_point t) {
+  return std::chrono::duration<double, std::milli>(clock_type::now() - t)
+      .count();
+}
+
+class cluster_test : public ::testing::Test {
+ protected:
+  void SetUp() override { c_ = std::make_unique<cluster>(); }
+  void TearDown() override { c_.reset(); }
+
+  void expect_exact_output(std::uint64_t readings) const {
+    auto expected = exactly_once_expected(readings, sensors);
+    auto actual = committed_lines(c_->output());
+    EXPECT_EQ(actual.size(), expected.size());
+    EXPECT_TRUE(actual == expected) << line_diff(expected, actual);
+  }
+
+  std::unique_ptr<cluster> c_;
+};
+
+TEST_F(cluster_test, three_workers_produce_the_local_role_output) {
+  constexpr std::uint64_t readings = 60'000;
+  std::vector<std::string> job{"--readings", std::to_string(readings),
+                               "--sensors", std::to_string(sensors),
+                               "--checkpoint-interval", "100ms"};
+  // The local role first, into its own folder.
+  auto local_out = c_->dir() + "/local-out";
+  {
+    auto argv = c_->job_command(job, local_out, c_->dir() + "/local-ckpt");
+    child_process local{argv};
+    ASSERT_EQ(local.wait(60s), 0) << local.err();
+  }
+  auto coordinator = c_->start_coordinator(job);
+  std::vector<std::unique_ptr<child_process>> workers;
+  for (int i = 1; i <= 3; ++i)
+    workers.push_back(c_->start_worker("w" + std::to_string(i), job, 1));
+  ASSERT_EQ(coordinator->wait(90s), 0) << coordinator->err();
+  for (auto& w : workers) EXPECT_EQ(w->wait(20s), 0) << w->err();
+  auto err = coordinator->err();
+  for (int i = 1; i <= 3; ++i)
+    EXPECT_NE(err.find("worker w" + std::to_string(i) + " registered"),
+              std::string::npos)
+        << err;
+  // Every worker hosted a third of the job: slot s on worker s+1.
+  for (auto& w : workers)
+    EXPECT_EQ(w->err().find("refused"), std::string::npos) << w->err();
+  auto local = committed_lines(local_out);
+  auto remote = committed_lines(c_->output());
+  EXPECT_EQ(remote.size(), local.size());
+  EXPECT_TRUE(remote == local) << line_diff(local, remote);
+  expect_exact_output(readings);
+}
+
+TEST_F(cluster_test, workers_killed_at_random_moments_lose_nothing) {
+  // 150,000 readings at 25,000/s: about 6 s of input, longer with the
+  // recoveries. Three kills of a random worker at random moments, each
+  // restarted at once; two slots per worker, so the job recovers on the
+  // remaining workers without waiting for the replacement.
+  constexpr std::uint64_t readings = 150'000;
+  std::vector<std::string> job{"--readings",
+                               std::to_string(readings),
+                               "--sensors",
+                               std::to_string(sensors),
+                               "--rate",
+                               "25000",
+                               "--checkpoint-interval",
+                               "100ms",
+                               "--restart-strategy",
+                               "fixed-delay",
+                               "--restart-delay",
+                               "0",
+                               "--restart-attempts",
+                               "20"};
+  auto coordinator = c_->start_coordinator(job);
+  std::vector<std::unique_ptr<child_process>> workers;
+  for (int i = 1; i <= 3; ++i)
+    workers.push_back(c_->start_worker("w" + std::to_string(i), job, 2));
+  ASSERT_TRUE(c_->wait_for_checkpoints(2, 20s)) << coordinator->err();
+
+  auto seed = std::random_device{}();
+  std::mt19937 rng{seed};
+  std::printf("chaos seed %u\n", seed);
+  std::vector<double> detections;
+  std::vector<double> recoveries;
+  for (int kill = 0; kill < 3; ++kill) {
+    std::uniform_int_distribution<int> pause_ms{200, 900};
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
+    std::uniform_int_distribution<std::size_t> pick{0, workers.size() - 1};
+    auto victim = pick(rng);
+    auto id = "w" + std::to_string(victim + 1);
+    auto lost_before = count_of(coordinator->err(), "worker " + id + " lost");
+    auto flowing_before = count_of(coordinator->err(), "records flowing again");
+    auto killed_at = clock_type::now();
+    workers[victim]->signal(SIGKILL);
+    workers[victim]->wait(10s);
+    // Detection: the coordinator names the lost worker.
+    double detected = -1;
+    while (ms_since(killed_at) < 10'000) {
+      if (count_of(coordinator->err(), "worker " + id + " lost") >
+          lost_before) {
+        detected = ms_since(killed_at);
+        break;
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+    // Kubernetes restarts the pod: a new process under the same name.
+    workers[victim] = c_->start_worker(id, job, 2);
+    double flowing = -1;
+    while (ms_since(killed_at) < 20'000) {
+      if (count_of(coordinator->err(), "records flowing again") >
+          flowing_before) {
+        flowing = ms_since(killed_at);
+        break;
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_GE(detected, 0) << "kill " << kill << " of " << id
+                           << " not detected\n"
+                           << coordinator->err();
+    ASSERT_GE(flowing, 0) << "no record after kill " << kill << "\n"
+                          << coordinator->err();
+    std::printf(
+        "kill %d of worker %s: detected after %.1f ms, first record after "
+        "recovery %.1f ms after the kill\n",
+        kill + 1, id.c_str(), detected, flowing);
+    detections.push_back(detected);
+    recoveries.push_back(flowing);
+  }
+  ASSERT_EQ(coordinator->wait(120s), 0) << coordinator->err();
+  for (auto& w : workers) EXPECT_EQ(w->wait(20s), 0) << w->err();
+  auto err = coordinator->err();
+  EXPECT_GE(count_of(err, " lost: "), 3U) << err;
+  expect_exact_output(readings);
+  for (double d : detections) EXPECT_LT(d, 1000) << "detection under 1 s";
+  for (double r : recoveries) EXPECT_LT(r, 3000) << "recovery under 3 s";
+}
+
+TEST_F(cluster_test, a_restarted_coordinator_recovers_the_job) {
+  constexpr std::uint64_t readings = 120'000;
+  std::vector<std::string> job{"--readings",
+                               std::to_string(readings),
+                               "--sensors",
+                               std::to_string(sensors),
+                               "--rate",
+                               "25000",
+                               "--checkpoint-interval",
+                               "100ms"};
+  auto coordinator = c_->start_coordinator(job);
+  std::vector<std::unique_ptr<child_process>> workers;
+  for (int i = 1; i <= 3; ++i)
+    workers.push_back(c_->start_worker("w" + std::to_string(i), job, 1));
+  ASSERT_TRUE(c_->wait_for_checkpoints(3, 20s)) << coordinator->err();
+  auto killed_at = clock_type::now();
+  coordinator->signal(SIGKILL);
+  ASSERT_EQ(coordinator->wait(10s), 128 + SIGKILL);
+  auto partial = committed_lines(c_->output()).size();
+  ASSERT_LT(partial, exactly_once_expected(readings, sensors).size())
+      << "killed mid-stream";
+  // Every worker notices and stops its tasks.
+  for (auto& w : workers)
+    ASSERT_TRUE(w->wait_for_err("lost the coordinator", 10s)) << w->err();
+  // The same coordinator again, on the same port, same checkpoint dir.
+  auto again = c_->start_coordinator(job);
+  ASSERT_TRUE(again->wait_for_err("recovering job", 10s)) << again->err();
+  ASSERT_EQ(again->wait(120s), 0) << again->err();
+  std::printf("coordinator restart: job done %.0f ms after the kill\n",
+              ms_since(killed_at));
+  for (auto& w : workers) EXPECT_EQ(w->wait(20s), 0) << w->err();
+  for (int i = 1; i <= 3; ++i)
+    EXPECT_NE(again->err().find("worker w" + std::to_string(i) + " registered"),
+              std::string::npos)
+        << again->err();
+  expect_exact_output(readings);
+}
+
+TEST_F(cluster_test, a_worker_of_another_job_is_refused) {
+  std::vector<std::string> job{"--readings", "1000", "--sensors",
+                               std::to_string(sensors)};
+  auto coordinator = c_->start_coordinator(job);
+  // Another binary (another topology) under the same job name.
+  child_process odd{{std::string{STREAM_EXAMPLES_DIR} + "/keyed_sum",
+                     "--job-name", "eo", "--metrics-address", "", "--role",
+                     "worker", "--coordinator",
+                     "127.0.0.1:" + std::to_string(c_->cluster_port()),
+                     "--worker-id", "odd"}};
+  auto* worker = &odd;
+  EXPECT_EQ(worker->wait(20s), 2) << worker->err();
+  EXPECT_NE(worker->err().find("refused this worker: the worker built a "
+                               "different job"),
+            std::string::npos)
+      << worker->err();
+  coordinator->signal(SIGTERM);
+  EXPECT_EQ(coordinator->wait(20s), 0) << coordinator->err();
+}
+
+
+/// Runs streamctl against the coordinator; returns its exit code.
+int streamctl(const cluster& c, const std::vector<std::string>& args,
+              std::string& out, std::string& err) {
+  std::vector<std::string> argv{STREAMCTL_PATH, "--server", c.rest_url()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return stream::testing::run_command(argv, &out, &err);
+}
+
+TEST_F(cluster_test, streamctl_shows_the_job_and_takes_a_savepoint) {
+  constexpr std::uint64_t readings = 150'000;
+  std::vector<std::string> job{"--readings", std::to_string(readings),
+                               "--sensors", std::to_string(sensors),
+                               "--rate", "20000",
+                               "--checkpoint-interval", "100ms"};
+  auto coordinator = c_->start_coordinator(job, {"--rest-token", "s3cret"});
+  std::vector<std::unique_ptr<child_process>> workers;
+  for (int i = 1; i <= 3; ++i)
+    workers.push_back(c_->start_worker("w" + std::to_string(i), job, 1));
+  ASSERT_TRUE(c_->wait_for_checkpoints(2, 20s)) << coordinator->err();
+  std::string out, err;
+  // The token is required: none, or a wrong one, is refused.
+  EXPECT_EQ(streamctl(*c_, {"job"}, out, err), 1) << out << err;
+  EXPECT_NE(err.find("401"), std::string::npos) << err;
+  EXPECT_EQ(streamctl(*c_, {"--token", "wrong", "job"}, out, err), 1);
+  EXPECT_NE(err.find("invalid bearer token"), std::string::npos) << err;
+
+  ASSERT_EQ(streamctl(*c_, {"--token", "s3cret", "job"}, out, err), 0) << err;
+  EXPECT_NE(out.find("running"), std::string::npos) << out;
+  for (const char* w : {"w1", "w2", "w3"})
+    EXPECT_NE(out.find(w), std::string::npos) << out;
+  ASSERT_EQ(streamctl(*c_, {"--token", "s3cret", "operators"}, out, err), 0)
+      << err;
+  // Every operator at parallelism 3.
+  EXPECT_TRUE(std::regex_search(out, std::regex{"readings.*\\b3\\b"})) << out;
+  ASSERT_EQ(streamctl(*c_, {"--token", "s3cret", "keygroups"}, out, err), 0)
+      << err;
+  // 128 key groups over 3 subtasks: 0..42, 43..85, 86..127.
+  for (const char* range : {"42", "43", "85", "86", "127"})
+    EXPECT_NE(out.find(range), std::string::npos) << out;
+  ASSERT_EQ(streamctl(*c_, {"--token", "s3cret", "checkpoints"}, out, err), 0)
+      << err;
+  EXPECT_NE(out.find("completed"), std::string::npos) << out;
+
+  ASSERT_EQ(streamctl(*c_, {"--token", "s3cret", "savepoint"}, out, err), 0)
+      << out << err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex{"written to (\\S+)"}))
+      << out;
+  std::string savepoint = m[1];
+  EXPECT_TRUE(fs::exists(savepoint + "/_metadata")) << savepoint;
+  // The job dies before its end; the savepoint carries it on, in the local
+  // role this time.
+  coordinator->signal(SIGKILL);
+  coordinator->wait(10s);
+  for (auto& w : workers) {
+    w->signal(SIGKILL);
+    w->wait(10s);
+  }
+  ASSERT_LT(committed_lines(c_->output()).size(),
+            exactly_once_expected(readings, sensors).size());
+  auto argv = c_->job_command(
+      {"--readings", std::to_string(readings), "--sensors",
+       std::to_string(sensors), "--restore", savepoint},
+      c_->output(), c_->checkpoints());
+  child_process restored{argv};
+  ASSERT_EQ(restored.wait(60s), 0) << restored.err();
+  EXPECT_NE(restored.err().find("restoring savepoint"), std::string::npos)
+      << restored.err();
+  expect_exact_output(readings);
+}
+
+/// A CA and certificates for TLS between the processes, made with the
+/// openssl command line tool.
+class tls_files {
+ public:
+  explicit tls_files(const std::string& dir) : dir_(dir) {
+    make_ca("ca");
+    make_ca("other-ca");
+    make_cert("node", "ca");
+    make_cert("stranger", "other-ca");
+  }
+  std::vector<std::string> flags(const std::string& cert,
+                                 const std::string& ca = "ca") const {
+    return {"--tls-cert", dir_ + "/" + cert + ".pem", "--tls-key",
+            dir_ + "/" + cert + ".key", "--tls-ca", dir_ + "/" + ca + ".pem"};
+  }
+
+ private:
+  void run(const std::vector<std::string>& argv) {
+    std::string out, err;
+    ASSERT_EQ(stream::testing::run_command(argv, &out, &err), 0) << err;
+  }
+  void make_ca(const std::string& name) {
+    run({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+         "2", "-subj", "/CN=" + name, "-keyout", dir_ + "/" + name + ".key",
+         "-out", dir_ + "/" + name + ".pem"});
+  }
+  void make_cert(const std::string& name, const std::string& ca) {
+    auto base = dir_ + "/" + name;
+    run({"openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj",
+         "/CN=localhost", "-keyout", base + ".key", "-out", base + ".csr"});
+    run({"openssl", "x509", "-req", "-in", base + ".csr", "-CA",
+         dir_ + "/" + ca + ".pem", "-CAkey", dir_ + "/" + ca + ".key",
+         "-CAcreateserial", "-days", "2", "-out", base + ".pem"});
+  }
+  std::string dir_;
+};
+
+TEST_F(cluster_test, with_tls_the_job_runs_and_strangers_are_refused) {
+  constexpr std::uint64_t readings = 60'000;
+  tls_files tls{c_->dir()};
+  std::vector<std::string> job{"--readings", std::to_string(readings),
+                               "--sensors", std::to_string(sensors),
+                               "--checkpoint-interval", "100ms"};
+  auto coordinator = c_->start_coordinator(job, tls.flags("node"));
+  ASSERT_TRUE(coordinator->wait_for_err("(TLS)", 10s)) << coordinator->err();
+  // No certificate at all (plain TCP), and a certificate from another CA.
+  auto plain = c_->start_worker("plain", job, 3);
+  auto stranger = c_->start_worker("stranger", job, 3, tls.flags("stranger"));
+  ASSERT_TRUE(plain->wait_for_err("cannot connect to the coordinator", 20s))
+      << plain->err();
+  ASSERT_TRUE(stranger->wait_for_err("cannot connect to the coordinator", 20s))
+      << stranger->err();
+  // Both keep trying; neither got in.
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(coordinator->err().find("registered"), std::string::npos)
+      << coordinator->err();
+  std::vector<std::unique_ptr<child_process>> workers;
+  for (int i = 1; i <= 3; ++i)
+    workers.push_back(
+        c_->start_worker("w" + std::to_string(i), job, 1, tls.flags("node")));
+  ASSERT_EQ(coordinator->wait(90s), 0) << coordinator->err();
+  for (auto& w : workers) EXPECT_EQ(w->wait(20s), 0) << w->err();
+  auto err = coordinator->err();
+  EXPECT_EQ(err.find("worker plain registered"), std::string::npos) << err;
+  EXPECT_EQ(err.find("worker stranger registered"), std::string::npos) << err;
+  expect_exact_output(readings);
+}
+
+}  // namespace
+}  // namespace stream
