@@ -42,8 +42,7 @@ status check_codecs(const job_graph& graph, const execution_plan& plan) {
 }
 
 caf::expected<std::uint16_t> publish(caf::actor_system& sys,
-                                     const caf::actor& whom,
-                                     std::uint16_t port,
+                                     const caf::actor& whom, std::uint16_t port,
                                      const job_options& options) {
   // reuse_addr: a restarted process must not fail on TIME_WAIT.
   if (!options.tls_cert.empty())
@@ -66,10 +65,10 @@ result<std::shared_ptr<const checkpoint::restore_point>> recovery_point(
   if (!latest) {
     if (latest.error().code() == errc::not_found && skipped.empty())
       return std::shared_ptr<const checkpoint::restore_point>{};
-    return status{latest.error().code(),
-                  "cannot recover job '" + options.job_name + "' from '" +
-                      options.checkpoint_dir +
-                      "': " + latest.error().message()};
+    return status{latest.error().code(), "cannot recover job '" +
+                                             options.job_name + "' from '" +
+                                             options.checkpoint_dir +
+                                             "': " + latest.error().message()};
   }
   std::fprintf(stderr,
                "stream: recovering job '%s' from checkpoint %lld in %s (a "
@@ -100,19 +99,19 @@ std::vector<http_server::route> rest_routes(caf::actor_system& sys,
                 out.body = json;
               },
               [&](const caf::error& err) {
-                out = json_error(503, "the coordinator did not answer: " +
-                                          sys.render(err));
+                out = json_error(
+                    503, "the coordinator did not answer: " + sys.render(err));
               });
       return out;
     };
   };
   std::vector<http_server::route> routes;
-  routes.push_back({"GET", "/api/v1/job",
-                    ask(actors::status_atom::value, std::chrono::seconds{5},
-                        200)});
-  routes.push_back({"GET", "/api/v1/checkpoints",
-                    ask(actors::history_atom::value, std::chrono::seconds{5},
-                        200)});
+  routes.push_back(
+      {"GET", "/api/v1/job",
+       ask(actors::status_atom::value, std::chrono::seconds{5}, 200)});
+  routes.push_back(
+      {"GET", "/api/v1/checkpoints",
+       ask(actors::history_atom::value, std::chrono::seconds{5}, 200)});
   // A savepoint takes as long as a checkpoint may, plus the wait for a
   // running one.
   auto savepoint_wait =
@@ -134,14 +133,14 @@ std::vector<http_server::route> rest_routes(caf::actor_system& sys,
                  });
          return out;
        }});
-  routes.push_back({"POST", "/api/v1/cancel",
-                    [&sys, coordinator](const http_request&) {
-                      caf::anon_send(coordinator, actors::cancel_atom::value);
-                      http_response out;
-                      out.status = 202;
-                      out.body = R"({"state":"cancelling"})";
-                      return out;
-                    }});
+  routes.push_back(
+      {"POST", "/api/v1/cancel", [&sys, coordinator](const http_request&) {
+         caf::anon_send(coordinator, actors::cancel_atom::value);
+         http_response out;
+         out.status = 202;
+         out.body = R"({"state":"cancelling"})";
+         return out;
+       }});
   return routes;
 }
 
@@ -175,10 +174,9 @@ result<job_report> execute_coordinator(environment& env,
   auto port = publish(sys, coordinator, options.cluster_port, options);
   if (!port) {
     self->send_exit(coordinator, caf::exit_reason::kill);
-    return status{errc::io_error,
-                  "cannot listen for workers on port " +
-                      std::to_string(options.cluster_port) + ": " +
-                      sys.render(port.error())};
+    return status{errc::io_error, "cannot listen for workers on port " +
+                                      std::to_string(options.cluster_port) +
+                                      ": " + sys.render(port.error())};
   }
   std::fprintf(stderr,
                "stream: coordinator of job '%s' listening for workers on port "
@@ -249,8 +247,8 @@ result<job_report> execute_worker(environment& env,
   if (!port) {
     self->send_exit(worker, caf::exit_reason::kill);
     return status{errc::io_error, "cannot listen for data on port " +
-                                      std::to_string(options.data_port) +
-                                      ": " + sys.render(port.error())};
+                                      std::to_string(options.data_port) + ": " +
+                                      sys.render(port.error())};
   }
   auto host =
       options.advertise_host.empty() ? host_name() : options.advertise_host;
@@ -268,8 +266,7 @@ result<job_report> execute_worker(environment& env,
           failure = status{errc::invalid_config,
                            "the coordinator refused this worker: " + why};
         },
-        [&](actors::result_atom) {},
-        [&](caf::down_msg&) { done = true; },
+        [&](actors::result_atom) {}, [&](caf::down_msg&) { done = true; },
         caf::after(std::chrono::milliseconds(100)) >> [] {});
     if (!stop_sent && hooks.stop != nullptr && hooks.stop->load()) {
       stop_sent = true;

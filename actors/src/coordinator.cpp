@@ -204,6 +204,13 @@ caf::behavior coordinator::make_behavior() {
         }
       },
       [this](flowing_atom, std::uint32_t attempt) {
+        if (attempt == 0 && !first_flow_seen_) {
+          first_flow_seen_ = true;
+          std::fprintf(stderr,
+                       "stream: records flowing %.0f ms after the coordinator "
+                       "started\n",
+                       ms_between(started_at_, clock::now()));
+        }
         if (attempt != attempt_ || !awaiting_flow_) return;
         awaiting_flow_ = false;
         auto took = clock::now() - failed_at_;

@@ -161,7 +161,8 @@ class coordinator final : public caf::event_based_actor {
   bool restart_due_ = false;
   clock::time_point failed_at_;
   bool recovering_ = false;
-  bool awaiting_flow_ = false;  ///< First record after a restart not seen.
+  bool awaiting_flow_ = false;    ///< First record after a restart not seen.
+  bool first_flow_seen_ = false;  ///< First record of the first attempt.
   clock::time_point started_at_ = clock::now();
   std::vector<caf::response_promise> savepoint_waiters_;
   std::vector<history_entry> history_;  ///< Newest last, bounded.

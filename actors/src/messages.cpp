@@ -9,9 +9,8 @@ namespace {
 constexpr const char* protocol_version = "stream-protocol/1";
 
 const char* const type_names[] = {
-    "stream.u32s",         "stream.bytes",
-    "stream.key_group_range", "stream.state_handle",
-    "stream.snapshot_ack",
+    "stream.u32s",         "stream.bytes",        "stream.key_group_range",
+    "stream.state_handle", "stream.snapshot_ack",
 };
 
 }  // namespace

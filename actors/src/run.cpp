@@ -439,13 +439,17 @@ int run(int argc, char** argv, const build_function& build,
       return 0;
     }
     auto secs = std::chrono::duration<double>(report->elapsed).count();
-    std::fprintf(
-        stderr,
-        "%s: job %s after %.3f s, %llu records from sources "
-        "(%.0f records/s)\n",
-        prog, report->stopped ? "stopped" : "finished", secs,
-        static_cast<unsigned long long>(report->source_records),
-        secs > 0 ? static_cast<double>(report->source_records) / secs : 0.0);
+    if (env.options().role == "coordinator")
+      std::fprintf(stderr, "%s: job %s after %.3f s\n", prog,
+                   report->stopped ? "stopped" : "finished", secs);
+    else
+      std::fprintf(
+          stderr,
+          "%s: job %s after %.3f s, %llu records from sources "
+          "(%.0f records/s)\n",
+          prog, report->stopped ? "stopped" : "finished", secs,
+          static_cast<unsigned long long>(report->source_records),
+          secs > 0 ? static_cast<double>(report->source_records) / secs : 0.0);
     if (report->restarts > 0)
       std::fprintf(stderr, "%s: %u restarts after failures\n", prog,
                    report->restarts);

@@ -15,8 +15,8 @@ namespace stream::detail {
 
 /// Scheduler settings and the message types of every role; with
 /// `networked`, the middleman with heartbeats and, when configured, TLS.
-void configure_system(caf::actor_system_config& cfg,
-                      const job_options& options, bool networked);
+void configure_system(caf::actor_system_config& cfg, const job_options& options,
+                      bool networked);
 
 /// Resolves --restore and checks that sources and sinks keep their
 /// parallelism (their state is per subtask). Null without --restore.
@@ -28,8 +28,7 @@ result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
 /// the tasks' metrics (local role).
 result<job_report> supervise(caf::scoped_actor& self,
                              const caf::actor& coordinator,
-                             const environment& env,
-                             const execution_plan& plan,
+                             const environment& env, const execution_plan& plan,
                              const execution_hooks& hooks,
                              const metrics_registry* registry);
 

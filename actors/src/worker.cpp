@@ -188,8 +188,7 @@ void worker::try_connect() {
                          config_.options.slots);
           },
           [this](caf::error& err) {
-            on_coordinator_lost("registration failed: " +
-                                system().render(err));
+            on_coordinator_lost("registration failed: " + system().render(err));
           });
 }
 
@@ -213,7 +212,10 @@ void worker::kill_tasks() {
 
 void worker::connect_peers(const std::vector<std::string>& peers) {
   for (const auto& peer : peers) {
-    if (peer == config_.address || peers_.count(peer) != 0) continue;
+    // One connection per pair of workers, opened by the one with the
+    // smaller address: two connections between the same nodes at once
+    // broke both under TLS.
+    if (peer <= config_.address || peers_.count(peer) != 0) continue;
     std::string host;
     std::uint16_t port = 0;
     if (!split_host_port(peer, host, port)) continue;

@@ -103,10 +103,10 @@ class cluster {
       const std::vector<std::string>& job,
       const std::vector<std::string>& extra = {}) const {
     auto argv = job_command(job, output(), checkpoints());
-    argv.insert(argv.end(), {"--role", "coordinator", "--cluster-port",
-                             std::to_string(cluster_port_), "--rest-address",
-                             "127.0.0.1", "--rest-port",
-                             std::to_string(rest_port_)});
+    argv.insert(argv.end(),
+                {"--role", "coordinator", "--cluster-port",
+                 std::to_string(cluster_port_), "--rest-address", "127.0.0.1",
+                 "--rest-port", std::to_string(rest_port_)});
     argv.insert(argv.end(), extra.begin(), extra.end());
     return std::make_unique<child_process>(argv);
   }
@@ -115,11 +115,11 @@ class cluster {
       const std::string& id, const std::vector<std::string>& job,
       std::uint32_t slots, const std::vector<std::string>& extra = {}) const {
     auto argv = job_command(job, output(), checkpoints());
-    argv.insert(argv.end(),
-                {"--role", "worker", "--coordinator",
-                 "127.0.0.1:" + std::to_string(cluster_port_), "--worker-id",
-                 id, "--slots", std::to_string(slots), "--advertise-host",
-                 "127.0.0.1"});
+    argv.insert(
+        argv.end(),
+        {"--role", "worker", "--coordinator",
+         "127.0.0.1:" + std::to_string(cluster_port_), "--worker-id", id,
+         "--slots", std::to_string(slots), "--advertise-host", "127.0.0.1"});
     argv.insert(argv.end(), extra.begin(), extra.end());
     return std::make_unique<child_process>(argv);
   }
