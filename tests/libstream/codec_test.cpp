@@ -6,6 +6,8 @@
 #include <limits>
 #include <random>
 
+#include "stream/data_stream.hpp"
+
 namespace shop {
 
 enum class side : std::uint8_t { buy, sell };
@@ -437,6 +439,42 @@ TEST(codec, survives_mutated_batches) {
     }
     expect_safe_decode<shop::order>(bytes);
   }
+}
+
+struct no_codec {
+  std::string text;
+};
+
+TEST(codec, is_encodable_tells_which_types_have_a_codec) {
+  // Compile-time facts; the remote-channel glue relies on them.
+  static_assert(stream::is_encodable_v<std::uint64_t>);
+  static_assert(stream::is_encodable_v<std::string>);
+  static_assert(
+      stream::is_encodable_v<std::vector<std::pair<std::string, double>>>);
+  static_assert(
+      stream::is_encodable_v<std::optional<std::tuple<int, std::string>>>);
+  static_assert(!stream::is_encodable_v<no_codec>);
+  static_assert(!stream::is_encodable_v<std::vector<no_codec>>);
+  static_assert(!stream::is_encodable_v<int*>);
+  // And the type glue: a batch through encode and decode comes back equal;
+  // a type without a codec has neither.
+  auto ops = stream::type_ops_for<std::pair<std::string, double>>();
+  ASSERT_TRUE(ops->encode && ops->decode);
+  stream::runtime::batch<std::pair<std::string, double>> in{
+      {{"a", 1.5}, {"bb", -2.0}, {"", 0.0}}};
+  std::vector<std::uint8_t> bytes;
+  ops->encode(in, bytes);
+  auto out = ops->decode(bytes);
+  ASSERT_TRUE(out.ok()) << out.error().message();
+  const auto& back = static_cast<
+      const stream::runtime::batch<std::pair<std::string, double>>&>(**out);
+  EXPECT_EQ(back.records, in.records);
+  bytes[bytes.size() / 2] ^= 0xFF;  // inside the payload
+  bytes.resize(bytes.size() - 1);   // and one byte short
+  EXPECT_FALSE(ops->decode(bytes).ok());
+  auto none = stream::type_ops_for<no_codec>();
+  EXPECT_FALSE(none->encode);
+  EXPECT_FALSE(none->decode);
 }
 
 }  // namespace

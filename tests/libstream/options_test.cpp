@@ -41,5 +41,38 @@ TEST(job_options, validates_ranges_and_names_the_option) {
             std::string::npos);
 }
 
+TEST(job_options, validates_the_cluster_options) {
+  job_options o;
+  o.role = "leader";
+  EXPECT_NE(o.validate().message().find("--role must be local, coordinator "
+                                        "or worker, not 'leader'"),
+            std::string::npos);
+  o = {};
+  o.role = "worker";
+  EXPECT_TRUE(o.validate().ok());
+  for (const char* bad : {"host", ":80", "host:", "host:http", "host:70000"}) {
+    o.coordinator = bad;
+    EXPECT_NE(o.validate().message().find("--coordinator must be HOST:PORT"),
+              std::string::npos)
+        << bad;
+  }
+  o = {};
+  o.slots = 0;
+  EXPECT_NE(o.validate().message().find("--slots"), std::string::npos);
+  o = {};
+  o.tls_cert = "node.pem";
+  EXPECT_NE(o.validate().message().find(
+                "TLS needs all of --tls-cert, --tls-key and --tls-ca"),
+            std::string::npos);
+  o.tls_key = "node.key";
+  o.tls_ca = "ca.pem";
+  EXPECT_TRUE(o.validate().ok());
+  o = {};
+  o.peer_timeout = std::chrono::milliseconds{300};
+  EXPECT_NE(o.validate().message().find("--peer-timeout"), std::string::npos);
+  o.peer_timeout = std::chrono::milliseconds{0};
+  EXPECT_TRUE(o.validate().ok()) << "0 turns the timeout off";
+}
+
 }  // namespace
 }  // namespace stream
