@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "stream/key_groups.hpp"
@@ -889,9 +890,11 @@ std::string coordinator::status_json() const {
   j["fingerprint"] = fingerprint_;
   j["max_parallelism"] = config_.options.max_parallelism;
   json workers = json::array();
-  std::vector<std::uint32_t> used(workers_.size(), 0);
+  // Slot s holds subtask s of every chain: a worker uses as many slots as
+  // it hosts distinct subtask indices.
+  std::vector<std::set<std::uint32_t>> slots_used(workers_.size());
   for (const auto& t : tasks_) {
-    if (t.worker < used.size()) ++used[t.worker];
+    if (t.worker < slots_used.size()) slots_used[t.worker].insert(t.subtask);
   }
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     const auto& w = workers_[i];
@@ -899,7 +902,7 @@ std::string coordinator::status_json() const {
     workers.push_back({{"id", w.id},
                        {"address", w.address},
                        {"slots", w.slots},
-                       {"used", used[i]},
+                       {"used", slots_used[i].size()},
                        {"state", w.leaving ? "leaving" : "up"}});
   }
   j["workers"] = workers;
@@ -978,7 +981,8 @@ std::string coordinator::history_json() const {
          {"reason", ""}});
   }
   json j;
-  j["counts"] = {{"completed", completed_total_->value()},
+  j["counts"] = {{"completed",
+                  static_cast<std::uint64_t>(completed_total_->value())},
                  {"failed", failed_count_},
                  {"in_progress", pending_ ? 1 : 0}};
   j["history"] = history;

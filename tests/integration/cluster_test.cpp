@@ -233,6 +233,16 @@ TEST_F(cluster_test, a_hung_worker_is_detected_by_heartbeats) {
       "hung worker %s: detected after %.0f ms, first record after recovery "
       "%.0f ms after SIGSTOP\n",
       id.c_str(), detected, flowing);
+  auto metrics = stream::testing::http_get(c_->rest_url() + "/metrics");
+  EXPECT_EQ(stream::testing::sum_of(metrics, "stream_workers_lost_total",
+                                    "job=\"eo\""),
+            1);
+  EXPECT_EQ(stream::testing::sum_of(metrics, "stream_workers", "job=\"eo\""),
+            3);
+  auto first_record = stream::testing::sum_of(
+      metrics, "stream_last_recovery_first_record_seconds", "job=\"eo\"");
+  EXPECT_GT(first_record, 0);
+  EXPECT_LT(first_record, 3.0);
   // It never comes back by itself: Kubernetes' liveness probe would kill
   // and restart it.
   workers[id]->signal(SIGKILL);
@@ -354,6 +364,18 @@ TEST_F(cluster_test, streamctl_shows_the_job_and_takes_a_savepoint) {
   ASSERT_EQ(streamctl(*c_, {"--token", "s3cret", "checkpoints"}, out, err), 0)
       << err;
   EXPECT_NE(out.find("completed"), std::string::npos) << out;
+  // /metrics on the REST port needs no token.
+  auto metrics = stream::testing::http_get(c_->rest_url() + "/metrics");
+  EXPECT_EQ(stream::testing::sum_of(metrics, "stream_workers", "job=\"eo\""),
+            3);
+  EXPECT_EQ(
+      stream::testing::sum_of(metrics, "stream_task_slots", "job=\"eo\""), 3);
+  EXPECT_EQ(stream::testing::sum_of(metrics, "stream_workers_lost_total",
+                                    "job=\"eo\""),
+            0);
+  EXPECT_GE(stream::testing::sum_of(
+                metrics, "stream_checkpoints_completed_total", "job=\"eo\""),
+            2);
 
   ASSERT_EQ(streamctl(*c_, {"--token", "s3cret", "savepoint"}, out, err), 0)
       << out << err;

@@ -696,7 +696,9 @@ std::string goals(const std::vector<failure_sample>& killed,
 }
 
 int drive(context& c, int argc, char** argv) {
-  c.records = bench::number_flag(argc, argv, "--records", 20'000'000);
+  // 200 M: at least 5 s for the faster setting (the local role, about
+  // 30 M records/s on 2 cores) so startup and noise stay small.
+  c.records = bench::number_flag(argc, argv, "--records", 200'000'000);
   auto report_path = bench::flag(argc, argv, "--report", "");
   c.self = fs::read_symlink("/proc/self/exe").string();
   double load = -1;
