@@ -4,8 +4,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "stream/key_groups.hpp"
 #include "worker.hpp"
@@ -709,10 +709,16 @@ void coordinator::on_down(const caf::down_msg& down) {
   --alive_;
   if (phase_ == phase::running && down.reason &&
       down.reason != caf::exit_reason::normal) {
-    // A task that threw reported why first; this is a crash without a word.
-    on_failure("operator '" + config_.plan->chains().at(it->chain).name +
-               "' subtask " + std::to_string(it->subtask) +
-               " ended unexpectedly: " + caf::to_string(down.reason));
+    // A task that threw reported why first; this is a crash without a word,
+    // or its worker is leaving.
+    const auto& w = workers_.at(it->worker);
+    std::string what = "operator '" +
+                       config_.plan->chains().at(it->chain).name +
+                       "' subtask " + std::to_string(it->subtask);
+    if (w.leaving)
+      on_failure(what + " stopped: worker " + w.id + " left");
+    else
+      on_failure(what + " ended unexpectedly: " + caf::to_string(down.reason));
   }
   if (alive_ > 0) return;
   if (phase_ == phase::restarting && restart_due_) {
@@ -827,7 +833,8 @@ void coordinator::lose_worker(std::size_t index, const std::string& why) {
     return t.worker == index && !t.down;
   });
   if (hosted && phase_ == phase::running)
-    on_failure("worker " + w.id + (w.leaving ? " left" : " lost: " + why));
+    on_failure("tasks of worker " + w.id +
+               (w.leaving ? " stopped: it left" : " are gone with it"));
 }
 
 void coordinator::cancel() {
@@ -981,10 +988,10 @@ std::string coordinator::history_json() const {
          {"reason", ""}});
   }
   json j;
-  j["counts"] = {{"completed",
-                  static_cast<std::uint64_t>(completed_total_->value())},
-                 {"failed", failed_count_},
-                 {"in_progress", pending_ ? 1 : 0}};
+  j["counts"] = {
+      {"completed", static_cast<std::uint64_t>(completed_total_->value())},
+      {"failed", failed_count_},
+      {"in_progress", pending_ ? 1 : 0}};
   j["history"] = history;
   return j.dump();
 }

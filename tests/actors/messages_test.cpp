@@ -77,9 +77,8 @@ TEST_F(system_fixture, a_raw_batch_crosses_as_bytes) {
   caf::message back;
   caf::binary_deserializer source{sys, buf};
   ASSERT_FALSE(source(back));
-  ASSERT_TRUE(
-      (back.match_elements<raw_batch_atom, std::uint32_t,
-                           std::vector<std::uint8_t>>()));
+  ASSERT_TRUE((back.match_elements<raw_batch_atom, std::uint32_t,
+                                   std::vector<std::uint8_t>>()));
   EXPECT_EQ(back.get_as<std::uint32_t>(1), 4U);
   EXPECT_EQ(back.get_as<std::vector<std::uint8_t>>(2), bytes);
 }

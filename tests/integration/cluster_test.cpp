@@ -255,6 +255,50 @@ TEST_F(cluster_test, a_hung_worker_is_detected_by_heartbeats) {
   EXPECT_LT(flowing, 3000 + 1000);
 }
 
+TEST_F(cluster_test, a_worker_stopped_gracefully_says_goodbye) {
+  constexpr std::uint64_t readings = 100'000;
+  std::vector<std::string> job{"--readings",
+                               std::to_string(readings),
+                               "--sensors",
+                               std::to_string(sensors),
+                               "--rate",
+                               "25000",
+                               "--checkpoint-interval",
+                               "100ms",
+                               "--restart-strategy",
+                               "fixed-delay",
+                               "--restart-delay",
+                               "0"};
+  auto coordinator = c_->start_coordinator(job);
+  std::map<std::string, std::unique_ptr<child_process>> workers;
+  for (int i = 1; i <= 4; ++i) {
+    auto id = "w" + std::to_string(i);
+    workers[id] = c_->start_worker(id, job, 1);
+  }
+  ASSERT_TRUE(c_->wait_for_checkpoints(2, 20s)) << coordinator->err();
+  auto busy = busy_workers(*c_);
+  ASSERT_FALSE(busy.empty());
+  auto id = busy.front();
+  workers[id]->signal(SIGTERM);  // as Kubernetes does before removing a pod
+  EXPECT_EQ(workers[id]->wait(10s), 0) << workers[id]->err();
+  EXPECT_NE(workers[id]->err().find("worker stopped"), std::string::npos)
+      << workers[id]->err();
+  ASSERT_TRUE(coordinator->wait_for_err("worker " + id + " left", 10s))
+      << coordinator->err();
+  auto metrics = stream::testing::http_get(c_->rest_url() + "/metrics");
+  EXPECT_EQ(stream::testing::sum_of(metrics, "stream_workers_lost_total",
+                                    "job=\"eo\""),
+            0)
+      << "a goodbye is not a loss";
+  workers.erase(id);
+  ASSERT_EQ(coordinator->wait(120s), 0) << coordinator->err();
+  auto err = coordinator->err();
+  EXPECT_NE(err.find("worker " + id + " is leaving"), std::string::npos) << err;
+  EXPECT_EQ(err.find(" lost"), std::string::npos) << err;
+  for (auto& [wid, w] : workers) EXPECT_EQ(w->wait(20s), 0) << w->err();
+  expect_exact_output(readings);
+}
+
 TEST_F(cluster_test, a_restarted_coordinator_recovers_the_job) {
   constexpr std::uint64_t readings = 120'000;
   std::vector<std::string> job{"--readings",
@@ -368,8 +412,8 @@ TEST_F(cluster_test, streamctl_shows_the_job_and_takes_a_savepoint) {
   auto metrics = stream::testing::http_get(c_->rest_url() + "/metrics");
   EXPECT_EQ(stream::testing::sum_of(metrics, "stream_workers", "job=\"eo\""),
             3);
-  EXPECT_EQ(
-      stream::testing::sum_of(metrics, "stream_task_slots", "job=\"eo\""), 3);
+  EXPECT_EQ(stream::testing::sum_of(metrics, "stream_task_slots", "job=\"eo\""),
+            3);
   EXPECT_EQ(stream::testing::sum_of(metrics, "stream_workers_lost_total",
                                     "job=\"eo\""),
             0);

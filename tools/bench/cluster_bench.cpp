@@ -269,8 +269,7 @@ std::string tail(const std::string& text, std::size_t lines = 25) {
   return pos == std::string::npos ? text : text.substr(pos + 1);
 }
 
-// -- one job as a coordinator and workers
-// --------------------------------------
+// -- a job as a coordinator and workers ---------------------------------------
 
 /// A W0 job run as a coordinator and 1-slot workers on loopback, in its
 /// own folder (logs, checkpoints) under the driver's.
@@ -383,7 +382,14 @@ class cluster {
 struct throughput_run {
   double seconds = 0;      ///< as printed by the job
   double startup_ms = -1;  ///< coordinator start -> first record (cluster)
+  double load = -1;        ///< 1-minute load average at the start
 };
+
+// Other work on the machine skews throughput: every run notes it.
+double load_average() {
+  double load = -1;
+  return getloadavg(&load, 1) == 1 ? load : -1;
+}
 
 struct context {
   std::string self;
@@ -429,6 +435,7 @@ throughput_run run_local(context& c) {
   auto job = throughput_job(c);
   argv.insert(argv.end(), job.begin(), job.end());
   note_command(c, "local role, one process", argv);
+  const auto load = load_average();
   child_process p{argv, dir + "/local"};
   int rc = p.wait(run_limit);
   auto err = p.err();
@@ -445,7 +452,7 @@ throughput_run run_local(context& c) {
       sources != c.records)
     throw std::runtime_error("local run did not read all records\n" +
                              tail(err));
-  return {secs, -1};
+  return {secs, -1, load};
 }
 
 throughput_run run_cluster(context& c) {
@@ -453,6 +460,7 @@ throughput_run run_cluster(context& c) {
               throughput_job(c)};
   note_command(c, "coordinator", job.coordinator_argv());
   note_command(c, "2 workers (w1, w2)", job.worker_argv("w1"));
+  const auto load = load_average();
   job.start_coordinator();
   job.start_worker("w1");
   job.start_worker("w2");
@@ -460,7 +468,7 @@ throughput_run run_cluster(context& c) {
   if (!bad.empty()) throw std::runtime_error("workers: " + bad);
   auto err = job.err();
   return {number_after(err, "job finished after "),
-          number_after(err, "records flowing ")};
+          number_after(err, "records flowing "), load};
 }
 
 // -- b. and c. recovery -------------------------------------------------------
@@ -602,20 +610,22 @@ std::string throughput_section(const context& c,
       "record' leaves that out.\n\n",
       static_cast<unsigned long long>(c.records));
   out +=
-      "| setting | run | seconds | records/s | first record after (ms) | "
-      "records/s after first record |\n|---|---:|---:|---:|---:|---:|\n";
+      "| setting | run | load avg | seconds | records/s | first record "
+      "after (ms) | records/s after first record |\n"
+      "|---|---:|---:|---:|---:|---:|---:|\n";
   auto rows = [&](const char* name, const std::vector<throughput_run>& runs) {
     for (std::size_t i = 0; i < runs.size(); ++i) {
       const auto& r = runs[i];
-      auto rate = static_cast<double>(c.records) / r.seconds;
-      out += format(
-          "| %s | %zu | %.3f | %.0f | %s | %s |\n", name, i + 1, r.seconds,
-          rate, r.startup_ms < 0 ? "-" : format("%.0f", r.startup_ms).c_str(),
-          r.startup_ms < 0
-              ? "-"
-              : format("%.0f", static_cast<double>(c.records) /
-                                   (r.seconds - r.startup_ms / 1000))
-                    .c_str());
+      const auto n = static_cast<double>(c.records);
+      std::string startup = "-";
+      std::string steady = "-";
+      if (r.startup_ms >= 0) {
+        startup = format("%.0f", r.startup_ms);
+        steady = format("%.0f", n / (r.seconds - r.startup_ms / 1000));
+      }
+      out += format("| %s | %zu | %.2f | %.3f | %.0f | %s | %s |\n", name,
+                    i + 1, r.load, r.seconds, n / r.seconds, startup.c_str(),
+                    steady.c_str());
     }
   };
   rows("local role, 1 process, 2 threads", local);
@@ -696,13 +706,12 @@ std::string goals(const std::vector<failure_sample>& killed,
 }
 
 int drive(context& c, int argc, char** argv) {
-  // 200 M: at least 5 s for the faster setting (the local role, about
-  // 30 M records/s on 2 cores) so startup and noise stay small.
-  c.records = bench::number_flag(argc, argv, "--records", 200'000'000);
+  // 300 M: at least 5 s for the faster setting (the local role, about
+  // 48 M records/s on an idle 2-core machine), so startup weighs little.
+  c.records = bench::number_flag(argc, argv, "--records", 300'000'000);
   auto report_path = bench::flag(argc, argv, "--report", "");
   c.self = fs::read_symlink("/proc/self/exe").string();
-  double load = -1;
-  getloadavg(&load, 1);
+  const auto load = load_average();
   char tmpl[] = "/tmp/cluster-bench-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
   c.dir = tmpl;
