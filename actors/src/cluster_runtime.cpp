@@ -221,14 +221,8 @@ result<job_report> execute_worker(environment& env,
     options.worker_id = host_name() + "-" + std::to_string(::getpid());
   auto registry =
       hooks.registry ? hooks.registry : std::make_shared<metrics_registry>();
-  std::unique_ptr<metrics_server> server;
-  if (!options.metrics_address.empty()) {
-    auto started = metrics_server::start(registry, options.metrics_address,
-                                         options.metrics_port);
-    if (!started) return started.error();
-    server = std::move(*started);
-    if (hooks.on_metrics_ready) hooks.on_metrics_ready(server->port());
-  }
+  auto server = serve_metrics(registry, options, hooks);
+  if (!server) return server.error();
 
   caf::actor_system_config cfg;
   configure_system(cfg, options, true);

@@ -106,6 +106,17 @@ result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
       std::make_shared<checkpoint::restore_point>(std::move(*point))};
 }
 
+result<std::unique_ptr<metrics_server>> serve_metrics(
+    std::shared_ptr<metrics_registry> registry, const job_options& options,
+    const execution_hooks& hooks) {
+  if (options.metrics_address.empty()) return std::unique_ptr<metrics_server>{};
+  auto started = metrics_server::start(
+      std::move(registry), options.metrics_address, options.metrics_port);
+  if (!started) return started.error();
+  if (hooks.on_metrics_ready) hooks.on_metrics_ready((*started)->port());
+  return started;
+}
+
 result<job_report> supervise(caf::scoped_actor& self,
                              const caf::actor& coordinator,
                              const environment& env, const execution_plan& plan,
@@ -186,14 +197,8 @@ result<job_report> execute(environment& env, const execution_hooks& hooks) {
   if (!restore) return restore.error();
   auto registry =
       hooks.registry ? hooks.registry : std::make_shared<metrics_registry>();
-  std::unique_ptr<metrics_server> server;
-  if (!options.metrics_address.empty()) {
-    auto started = metrics_server::start(registry, options.metrics_address,
-                                         options.metrics_port);
-    if (!started) return started.error();
-    server = std::move(*started);
-    if (hooks.on_metrics_ready) hooks.on_metrics_ready(server->port());
-  }
+  auto server = detail::serve_metrics(registry, options, hooks);
+  if (!server) return server.error();
 
   caf::actor_system_config cfg;
   detail::configure_system(cfg, options, false);

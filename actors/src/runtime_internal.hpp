@@ -9,6 +9,7 @@
 #include "stream/checkpoint/storage.hpp"
 #include "stream/environment.hpp"
 #include "stream/job_graph.hpp"
+#include "stream/metrics_server.hpp"
 #include "stream/run.hpp"
 
 namespace stream::detail {
@@ -22,6 +23,12 @@ void configure_system(caf::actor_system_config& cfg, const job_options& options,
 /// parallelism (their state is per subtask). Null without --restore.
 result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
     const environment& env, const execution_plan& plan);
+
+/// Serves /metrics of `registry` as the options say (none for an empty
+/// address) and tells `hooks` the port.
+result<std::unique_ptr<metrics_server>> serve_metrics(
+    std::shared_ptr<metrics_registry> registry, const job_options& options,
+    const execution_hooks& hooks);
 
 /// Waits for the coordinator's `result`, forwarding stop and savepoint
 /// requests from `hooks` and printing status lines when `registry` holds

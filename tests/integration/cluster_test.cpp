@@ -45,6 +45,38 @@ double ms_since(clock_type::time_point t) {
       .count();
 }
 
+/// The job's options: `readings` at 25,000/s with a checkpoint every 100 ms
+/// and immediate restarts (no backoff between chaos kills).
+std::vector<std::string> paced_job(std::uint64_t readings) {
+  return {"--readings",
+          std::to_string(readings),
+          "--sensors",
+          std::to_string(sensors),
+          "--rate",
+          "25000",
+          "--checkpoint-interval",
+          "100ms",
+          "--restart-strategy",
+          "fixed-delay",
+          "--restart-delay",
+          "0",
+          "--restart-attempts",
+          "20"};
+}
+
+using worker_map = std::map<std::string, std::unique_ptr<child_process>>;
+
+/// Workers w1..wN with `slots` each.
+worker_map start_workers(const cluster& c, const std::vector<std::string>& job,
+                         int n, std::uint32_t slots) {
+  worker_map workers;
+  for (int i = 1; i <= n; ++i) {
+    auto id = "w" + std::to_string(i);
+    workers[id] = c.start_worker(id, job, slots);
+  }
+  return workers;
+}
+
 class cluster_test : public ::testing::Test {
  protected:
   void SetUp() override { c_ = std::make_unique<cluster>(); }
@@ -114,26 +146,9 @@ TEST_F(cluster_test, workers_killed_at_random_moments_lose_nothing) {
   // recovers on the spare and the others, and the killed one is restarted
   // at once (as Kubernetes would) and becomes the next spare.
   constexpr std::uint64_t readings = 150'000;
-  std::vector<std::string> job{"--readings",
-                               std::to_string(readings),
-                               "--sensors",
-                               std::to_string(sensors),
-                               "--rate",
-                               "25000",
-                               "--checkpoint-interval",
-                               "100ms",
-                               "--restart-strategy",
-                               "fixed-delay",
-                               "--restart-delay",
-                               "0",
-                               "--restart-attempts",
-                               "20"};
+  auto job = paced_job(readings);
   auto coordinator = c_->start_coordinator(job);
-  std::map<std::string, std::unique_ptr<child_process>> workers;
-  for (int i = 1; i <= 4; ++i) {
-    auto id = "w" + std::to_string(i);
-    workers[id] = c_->start_worker(id, job, 1);
-  }
+  auto workers = start_workers(*c_, job, 4, 1);
   ASSERT_TRUE(c_->wait_for_checkpoints(2, 20s)) << coordinator->err();
 
   auto seed = std::random_device{}();
@@ -199,24 +214,9 @@ TEST_F(cluster_test, a_hung_worker_is_detected_by_heartbeats) {
   // SIGSTOP: the process is alive but silent, so only the heartbeat and
   // the peer timeout (defaults 250 ms and 2 s) can tell.
   constexpr std::uint64_t readings = 150'000;
-  std::vector<std::string> job{"--readings",
-                               std::to_string(readings),
-                               "--sensors",
-                               std::to_string(sensors),
-                               "--rate",
-                               "25000",
-                               "--checkpoint-interval",
-                               "100ms",
-                               "--restart-strategy",
-                               "fixed-delay",
-                               "--restart-delay",
-                               "0"};
+  auto job = paced_job(readings);
   auto coordinator = c_->start_coordinator(job);
-  std::map<std::string, std::unique_ptr<child_process>> workers;
-  for (int i = 1; i <= 4; ++i) {
-    auto id = "w" + std::to_string(i);
-    workers[id] = c_->start_worker(id, job, 1);
-  }
+  auto workers = start_workers(*c_, job, 4, 1);
   ASSERT_TRUE(c_->wait_for_checkpoints(2, 20s)) << coordinator->err();
   auto busy = busy_workers(*c_);
   ASSERT_FALSE(busy.empty());
@@ -257,24 +257,9 @@ TEST_F(cluster_test, a_hung_worker_is_detected_by_heartbeats) {
 
 TEST_F(cluster_test, a_worker_stopped_gracefully_says_goodbye) {
   constexpr std::uint64_t readings = 100'000;
-  std::vector<std::string> job{"--readings",
-                               std::to_string(readings),
-                               "--sensors",
-                               std::to_string(sensors),
-                               "--rate",
-                               "25000",
-                               "--checkpoint-interval",
-                               "100ms",
-                               "--restart-strategy",
-                               "fixed-delay",
-                               "--restart-delay",
-                               "0"};
+  auto job = paced_job(readings);
   auto coordinator = c_->start_coordinator(job);
-  std::map<std::string, std::unique_ptr<child_process>> workers;
-  for (int i = 1; i <= 4; ++i) {
-    auto id = "w" + std::to_string(i);
-    workers[id] = c_->start_worker(id, job, 1);
-  }
+  auto workers = start_workers(*c_, job, 4, 1);
   ASSERT_TRUE(c_->wait_for_checkpoints(2, 20s)) << coordinator->err();
   auto busy = busy_workers(*c_);
   ASSERT_FALSE(busy.empty());

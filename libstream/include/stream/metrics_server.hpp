@@ -12,7 +12,7 @@ namespace stream {
 /// Serves `GET /metrics` for one registry in the Prometheus text format, so
 /// that Prometheus or the autoscaler can scrape the process.
 ///
-/// The HTTP server runs on two threads of its own; each scrape takes a
+/// A `stream::http_server` without routes (four threads); each scrape takes a
 /// registry snapshot, which never blocks hot-path updates (only the creation
 /// of new series, briefly). Other paths answer 404. Destroying the server
 /// stops listening and waits for scrapes in progress. All members are
