@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,19 +31,41 @@ std::string temp_path(const char* tag) {
   return tmpl;
 }
 
+// Created (or emptied) here, so the child only opens it, as a temp_path.
+std::string log_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot create " + path);
+  ::close(fd);
+  return path;
+}
+
 }  // namespace
 
 child_process::child_process(const std::vector<std::string>& argv,
                              const std::map<std::string, std::string>& env)
-    : out_path_(temp_path("out")), err_path_(temp_path("err")) {
+    : child_process(argv, child_options{env, {}, false}) {}
+
+child_process::child_process(const std::vector<std::string>& argv,
+                             const child_options& options)
+    : out_path_(options.log.empty() ? temp_path("out")
+                                    : log_path(options.log + ".out")),
+      err_path_(options.log.empty() ? temp_path("err")
+                                    : log_path(options.log + ".err")),
+      keep_logs_(!options.log.empty()) {
+  const auto parent = ::getpid();
   pid_ = ::fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
+    if (options.dies_with_parent) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      // A parent that died before prctl() would never send the signal.
+      if (::getppid() != parent) ::_exit(127);
+    }
     int out = ::open(out_path_.c_str(), O_WRONLY | O_TRUNC);
     int err = ::open(err_path_.c_str(), O_WRONLY | O_TRUNC);
     ::dup2(out, 1);
     ::dup2(err, 2);
-    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    for (const auto& [k, v] : options.env) ::setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -56,6 +79,7 @@ child_process::~child_process() {
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
   }
+  if (keep_logs_) return;
   ::unlink(out_path_.c_str());
   ::unlink(err_path_.c_str());
 }

@@ -9,6 +9,21 @@
 
 namespace stream::testing {
 
+/// Where a child_process writes its output and whether it may outlive the
+/// process that started it.
+struct child_options {
+  /// Extra environment variables.
+  std::map<std::string, std::string> env;
+  /// Empty: stdout and stderr go to temporary files, removed with the
+  /// child_process. Otherwise to `<log>.out` and `<log>.err` (created or
+  /// truncated), which stay, e.g. for a look after a failed benchmark.
+  std::string log;
+  /// When set, the child is killed (SIGKILL) as soon as the thread that
+  /// started it ends (PR_SET_PDEATHSIG), so no child outlives a crashed
+  /// driver. Start such children from a thread that lives as long as they.
+  bool dies_with_parent = false;
+};
+
 /// A child process with stdout and stderr captured to files. The destructor
 /// kills it if it is still running.
 class child_process {
@@ -16,6 +31,9 @@ class child_process {
   /// Starts `argv[0]` with `argv`, extra environment variables `env`.
   child_process(const std::vector<std::string>& argv,
                 const std::map<std::string, std::string>& env = {});
+  /// Starts `argv[0]` with `argv`, its output and ties as `options` says.
+  child_process(const std::vector<std::string>& argv,
+                const child_options& options);
   ~child_process();
   child_process(const child_process&) = delete;
   child_process& operator=(const child_process&) = delete;
@@ -40,6 +58,7 @@ class child_process {
   bool reaped_ = false;
   std::string out_path_;
   std::string err_path_;
+  bool keep_logs_ = false;
 };
 
 /// Runs a command to completion (timeout 120 s) and returns its exit code.

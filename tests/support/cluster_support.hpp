@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -51,11 +52,17 @@ inline std::uint16_t free_port() {
 /// coordinator keeps its ports across restarts.
 class cluster {
  public:
-  explicit cluster(std::string binary = std::string{STREAM_EXAMPLES_DIR} +
-                                        "/exactly_once",
-                   std::string job_name = "eo")
+#ifdef STREAM_EXAMPLES_DIR
+  /// The exactly_once example as job `eo`.
+  cluster() : cluster(std::string{STREAM_EXAMPLES_DIR} + "/exactly_once") {}
+#endif
+  /// `binary` as job `job_name` at `parallelism`, in a new temporary
+  /// folder (removed with the cluster) and on two ports that were free.
+  explicit cluster(std::string binary, std::string job_name = "eo",
+                   int parallelism = 3)
       : binary_(std::move(binary)),
         job_name_(std::move(job_name)),
+        parallelism_(parallelism),
         cluster_port_(free_port()),
         rest_port_(free_port()) {
     char tmpl[] = "/tmp/stream-cluster-XXXXXX";
@@ -70,6 +77,7 @@ class cluster {
   cluster& operator=(const cluster&) = delete;
 
   const std::string& dir() const { return dir_; }
+  const std::string& job_name() const { return job_name_; }
   std::string output() const { return dir_ + "/out"; }
   std::string checkpoints() const { return dir_ + "/checkpoints"; }
   std::uint16_t cluster_port() const { return cluster_port_; }
@@ -78,64 +86,83 @@ class cluster {
     return "http://127.0.0.1:" + std::to_string(rest_port_);
   }
 
-  /// The example's command line at parallelism 3 with `job` appended.
+  /// The example's command line at the cluster's parallelism with `job`
+  /// appended; an empty `out` leaves `--output` out (a job without one).
   std::vector<std::string> job_command(const std::vector<std::string>& job,
                                        const std::string& out,
                                        const std::string& checkpoints) const {
-    std::vector<std::string> argv{binary_,
-                                  "--job-name",
-                                  job_name_,
-                                  "--output",
-                                  out,
-                                  "--parallelism",
-                                  "3",
-                                  "--checkpoint-dir",
-                                  checkpoints,
-                                  "--state-dir",
-                                  dir_ + "/state",
-                                  "--metrics-address",
-                                  ""};
+    std::vector<std::string> argv{binary_, "--job-name", job_name_};
+    if (!out.empty()) argv.insert(argv.end(), {"--output", out});
+    argv.insert(argv.end(), {"--parallelism", std::to_string(parallelism_),
+                             "--checkpoint-dir", checkpoints, "--state-dir",
+                             dir_ + "/state", "--metrics-address", ""});
     argv.insert(argv.end(), job.begin(), job.end());
     return argv;
+  }
+
+  /// `command` (a job's command line) with the coordinator role's flags
+  /// (this cluster's ports on loopback) and `extra` appended.
+  std::vector<std::string> coordinator_command(
+      std::vector<std::string> command,
+      const std::vector<std::string>& extra = {}) const {
+    command.insert(command.end(),
+                   {"--role", "coordinator", "--cluster-port",
+                    std::to_string(cluster_port_), "--rest-address",
+                    "127.0.0.1", "--rest-port", std::to_string(rest_port_)});
+    command.insert(command.end(), extra.begin(), extra.end());
+    return command;
+  }
+
+  /// `command` with the flags of worker `id` offering `slots` and `extra`
+  /// appended.
+  std::vector<std::string> worker_command(
+      std::vector<std::string> command, const std::string& id,
+      std::uint32_t slots, const std::vector<std::string>& extra = {}) const {
+    command.insert(
+        command.end(),
+        {"--role", "worker", "--coordinator",
+         "127.0.0.1:" + std::to_string(cluster_port_), "--worker-id", id,
+         "--slots", std::to_string(slots), "--advertise-host", "127.0.0.1"});
+    command.insert(command.end(), extra.begin(), extra.end());
+    return command;
   }
 
   std::unique_ptr<child_process> start_coordinator(
       const std::vector<std::string>& job,
       const std::vector<std::string>& extra = {}) const {
-    auto argv = job_command(job, output(), checkpoints());
-    argv.insert(argv.end(),
-                {"--role", "coordinator", "--cluster-port",
-                 std::to_string(cluster_port_), "--rest-address", "127.0.0.1",
-                 "--rest-port", std::to_string(rest_port_)});
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    return std::make_unique<child_process>(argv);
+    return std::make_unique<child_process>(
+        coordinator_command(job_command(job, output(), checkpoints()), extra));
   }
 
   std::unique_ptr<child_process> start_worker(
       const std::string& id, const std::vector<std::string>& job,
       std::uint32_t slots, const std::vector<std::string>& extra = {}) const {
-    auto argv = job_command(job, output(), checkpoints());
-    argv.insert(
-        argv.end(),
-        {"--role", "worker", "--coordinator",
-         "127.0.0.1:" + std::to_string(cluster_port_), "--worker-id", id,
-         "--slots", std::to_string(slots), "--advertise-host", "127.0.0.1"});
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    return std::make_unique<child_process>(argv);
+    return std::make_unique<child_process>(worker_command(
+        job_command(job, output(), checkpoints()), id, slots, extra));
+  }
+
+  /// Ids of the complete checkpoints (with `_metadata`) of the job, in
+  /// directory order.
+  std::vector<long long> checkpoint_ids() const {
+    std::vector<long long> ids;
+    std::error_code ec;
+    auto root = checkpoints() + "/" + job_name_;
+    for (const auto& f : std::filesystem::directory_iterator(root, ec)) {
+      auto name = f.path().filename().string();
+      if (name.starts_with("chk-") &&
+          std::filesystem::exists(f.path() / "_metadata", ec))
+        ids.push_back(std::atoll(name.c_str() + 4));
+    }
+    return ids;
   }
 
   /// Complete checkpoints (with `_metadata`) of the job.
-  std::size_t complete_checkpoints() const {
-    std::size_t n = 0;
-    std::error_code ec;
-    auto root = checkpoints() + "/" + job_name_;
-    if (!std::filesystem::exists(root, ec)) return 0;
-    for (const auto& f : std::filesystem::directory_iterator(root, ec)) {
-      if (f.path().filename().string().starts_with("chk-") &&
-          std::filesystem::exists(f.path() / "_metadata", ec))
-        ++n;
-    }
-    return n;
+  std::size_t complete_checkpoints() const { return checkpoint_ids().size(); }
+
+  /// Id of the newest complete checkpoint of the job, -1 when none is.
+  long long latest_checkpoint() const {
+    auto ids = checkpoint_ids();
+    return ids.empty() ? -1 : *std::max_element(ids.begin(), ids.end());
   }
 
   /// Polls until `n` checkpoints are complete; false after `timeout`.
@@ -152,6 +179,7 @@ class cluster {
  private:
   std::string binary_;
   std::string job_name_;
+  int parallelism_ = 3;
   std::uint16_t cluster_port_;
   std::uint16_t rest_port_;
   std::string dir_;

@@ -14,14 +14,8 @@
 //   cluster_bench [--records N] [--report FILE]
 
 #include <curl/curl.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>  // mkdtemp, getloadavg
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -29,23 +23,26 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "bench_report.hpp"
+#include "cluster_support.hpp"
 #include "keyed_sum.hpp"
+#include "process.hpp"
+#include "scrape.hpp"
 #include "stream/run.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
+using stream::testing::child_process;
+using stream::testing::count_of;
 using clock_type = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
@@ -100,21 +97,6 @@ std::string format(const char* fmt, ...) {
   return out;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in{path};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::size_t count_of(const std::string& text, const std::string& needle) {
-  std::size_t n = 0;
-  for (auto pos = text.find(needle); pos != std::string::npos;
-       pos = text.find(needle, pos + needle.size()))
-    ++n;
-  return n;
-}
-
 /// The number after the `nth` (0-based) occurrence of `needle`, or -1.
 double number_after(const std::string& text, const std::string& needle,
                     std::size_t nth = 0) {
@@ -128,44 +110,6 @@ double number_after(const std::string& text, const std::string& needle,
 double ms_since(clock_type::time_point t) {
   return std::chrono::duration<double, std::milli>(clock_type::now() - t)
       .count();
-}
-
-/// A TCP port that was free a moment ago (bound to port 0, then closed).
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw std::runtime_error("socket() failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-            ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  ::close(fd);
-  if (!ok) throw std::runtime_error("cannot find a free port");
-  return ntohs(addr.sin_port);
-}
-
-std::size_t append_body(char* data, std::size_t size, std::size_t n,
-                        void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-/// GET `url`, at most 5 s; throws on any failure.
-std::string http_get(const std::string& url) {
-  std::string body;
-  CURL* curl = curl_easy_init();
-  if (curl == nullptr) throw std::runtime_error("curl_easy_init failed");
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 5L);
-  curl_easy_setopt(curl, CURLOPT_FAILONERROR, 1L);
-  auto rc = curl_easy_perform(curl);
-  curl_easy_cleanup(curl);
-  if (rc != CURLE_OK)
-    throw std::runtime_error("GET " + url + ": " + curl_easy_strerror(rc));
-  return body;
 }
 
 /// Polls `ready` until it holds; throws "timed out waiting for `what`"
@@ -187,70 +131,6 @@ double wait_until(Ready ready, const std::string& what, milliseconds limit,
   return ms_since(since);
 }
 
-/// A copy of this binary with stdout and stderr in files under a folder.
-/// The destructor kills it if it still runs; it also dies with the driver
-/// (PR_SET_PDEATHSIG), so no child outlives a crashed bench.
-class child_process {
- public:
-  child_process(const std::vector<std::string>& argv, const std::string& log)
-      : err_path_(log + ".err") {
-    const auto out_path = log + ".out";
-    const auto parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(out, 1);
-      ::dup2(err, 2);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      ::execv(args[0], args.data());
-      ::_exit(127);
-    }
-  }
-  ~child_process() {
-    if (reaped_) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  child_process(const child_process&) = delete;
-  child_process& operator=(const child_process&) = delete;
-
-  void signal(int sig) const { ::kill(pid_, sig); }
-  std::string err() const { return slurp(err_path_); }
-
-  /// The exit code, 128+signal when killed; -1 (and killed) after `limit`.
-  int wait(milliseconds limit) {
-    if (reaped_) return status_;
-    int status = 0;
-    const auto deadline = clock_type::now() + limit;
-    while (::waitpid(pid_, &status, WNOHANG) != pid_) {
-      if (clock_type::now() >= deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
-        reaped_ = true;
-        return status_ = -1;
-      }
-      std::this_thread::sleep_for(poll_period);
-    }
-    reaped_ = true;
-    status_ = WIFEXITED(status)     ? WEXITSTATUS(status)
-              : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
-                                    : -2;
-    return status_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-  int status_ = 0;
-  std::string err_path_;
-};
-
 std::string join(const std::vector<std::string>& argv) {
   std::string out;
   for (const auto& a : argv) {
@@ -271,39 +151,32 @@ std::string tail(const std::string& text, std::size_t lines = 25) {
 
 // -- a job as a coordinator and workers ---------------------------------------
 
-/// A W0 job run as a coordinator and 1-slot workers on loopback, in its
-/// own folder (logs, checkpoints) under the driver's.
+/// A W0 job run as a coordinator and 1-slot workers (1 thread each) on
+/// loopback: the ports, folder (checkpoints) and command lines of a
+/// test-support cluster, the logs in `logs` (kept after a failure). Every
+/// child dies with the driver, so none outlives a crashed bench.
 class cluster {
  public:
-  cluster(std::string self, std::string dir, std::vector<std::string> job)
-      : self_(std::move(self)),
-        dir_(std::move(dir)),
-        job_(std::move(job)),
-        cluster_port_(free_port()),
-        rest_port_(free_port()) {
-    fs::create_directories(dir_);
+  cluster(const std::string& self, std::string logs, int parallelism,
+          const std::vector<std::string>& job)
+      : roles_(self, "w0", parallelism),
+        logs_(std::move(logs)),
+        command_(roles_.job_command(job, "", roles_.checkpoints())) {
+    command_.insert(command_.end(), {"--threads", "1"});
+    fs::create_directories(logs_);
   }
 
+  const std::string& dir() const { return roles_.dir(); }
+  long long latest_checkpoint() const { return roles_.latest_checkpoint(); }
   std::vector<std::string> coordinator_argv() const {
-    auto argv = common();
-    argv.insert(argv.end(),
-                {"--role", "coordinator", "--cluster-port",
-                 std::to_string(cluster_port_), "--rest-address", "127.0.0.1",
-                 "--rest-port", std::to_string(rest_port_)});
-    return argv;
+    return roles_.coordinator_command(command_);
   }
   std::vector<std::string> worker_argv(const std::string& id) const {
-    auto argv = common();
-    argv.insert(argv.end(),
-                {"--role", "worker", "--coordinator",
-                 "127.0.0.1:" + std::to_string(cluster_port_), "--worker-id",
-                 id, "--slots", "1", "--advertise-host", "127.0.0.1"});
-    return argv;
+    return roles_.worker_command(command_, id, 1);
   }
 
   void start_coordinator() {
-    coordinator_ = std::make_unique<child_process>(coordinator_argv(),
-                                                   dir_ + "/coordinator");
+    coordinator_ = start(coordinator_argv(), "coordinator");
   }
   /// Starts (or restarts, under the same id) a worker.
   void start_worker(const std::string& id) {
@@ -311,8 +184,7 @@ class cluster {
       it->second->signal(SIGKILL);
       it->second->wait(exit_limit);
     }
-    workers_[id] = std::make_unique<child_process>(
-        worker_argv(id), dir_ + "/" + id + "-" + std::to_string(++starts_));
+    workers_[id] = start(worker_argv(id), id + "-" + std::to_string(++starts_));
   }
 
   child_process& coordinator() { return *coordinator_; }
@@ -320,21 +192,14 @@ class cluster {
   std::string log() const { return "coordinator stderr:\n" + tail(err()); }
   std::string err() const { return coordinator_->err(); }
 
+  /// The job's status from the REST API; throws when it is an error.
   nlohmann::json status() const {
-    return nlohmann::json::parse(http_get(format(
-        "http://127.0.0.1:%u/api/v1/job", static_cast<unsigned>(rest_port_))));
-  }
-
-  /// Id of the newest complete checkpoint, -1 when there is none.
-  long long latest_checkpoint() const {
-    long long latest = -1;
-    std::error_code ec;
-    for (const auto& f : fs::directory_iterator(dir_ + "/checkpoints/w0", ec)) {
-      auto name = f.path().filename().string();
-      if (name.starts_with("chk-") && fs::exists(f.path() / "_metadata", ec))
-        latest = std::max(latest, std::atoll(name.c_str() + 4));
-    }
-    return latest;
+    const auto url = roles_.rest_url() + "/api/v1/job";
+    const auto body = stream::testing::http_get(url);
+    auto json = nlohmann::json::parse(body, nullptr, false);
+    if (json.is_discarded() || !json.is_object() || json.contains("error"))
+      throw std::runtime_error("GET " + url + ": " + body);
+    return json;
   }
 
   /// Waits for the coordinator's exit (code 0) and then the workers'.
@@ -353,25 +218,15 @@ class cluster {
   }
 
  private:
-  std::vector<std::string> common() const {
-    std::vector<std::string> argv{self_,
-                                  "--job-name",
-                                  "w0",
-                                  "--metrics-address",
-                                  "",
-                                  "--threads",
-                                  "1",
-                                  "--checkpoint-dir",
-                                  dir_ + "/checkpoints"};
-    argv.insert(argv.end(), job_.begin(), job_.end());
-    return argv;
+  std::unique_ptr<child_process> start(const std::vector<std::string>& argv,
+                                       const std::string& name) const {
+    return std::make_unique<child_process>(
+        argv, stream::testing::child_options{{}, logs_ + "/" + name, true});
   }
 
-  std::string self_;
-  std::string dir_;
-  std::vector<std::string> job_;
-  std::uint16_t cluster_port_;
-  std::uint16_t rest_port_;
+  stream::testing::cluster roles_;
+  std::string logs_;
+  std::vector<std::string> command_;  ///< the job's, without role flags
   std::unique_ptr<child_process> coordinator_;
   std::map<std::string, std::unique_ptr<child_process>> workers_;
   int starts_ = 0;
@@ -399,12 +254,17 @@ struct context {
   int run = 0;
 };
 
+/// Notes `argv` for the report with `c.dir` and `job_dir` (a cluster's
+/// folder) written `$DIR`.
 void note_command(context& c, const std::string& what,
-                  const std::vector<std::string>& argv) {
+                  const std::vector<std::string>& argv,
+                  const std::string& job_dir = "") {
   auto line = join(argv);
-  for (auto pos = line.find(c.dir); pos != std::string::npos;
-       pos = line.find(c.dir))
-    line.replace(pos, c.dir.size(), "$DIR");
+  for (const auto& dir : {c.dir, job_dir}) {
+    for (auto pos = line.find(dir); !dir.empty() && pos != std::string::npos;
+         pos = line.find(dir))
+      line.replace(pos, dir.size(), "$DIR");
+  }
   line.replace(0, c.self.size(), "cluster_bench");
   // The first run of each setting stands for the others (same flags,
   // other folders and ports).
@@ -415,28 +275,22 @@ void note_command(context& c, const std::string& what,
 }
 
 std::vector<std::string> throughput_job(const context& c) {
-  return {"--records", std::to_string(c.records), "--parallelism", "2"};
+  return {"--records", std::to_string(c.records)};
 }
 
 throughput_run run_local(context& c) {
   auto dir = c.dir + "/local-" + std::to_string(++c.run);
   fs::create_directories(dir);
-  std::vector<std::string> argv{c.self,
-                                "--role",
-                                "local",
-                                "--job-name",
-                                "w0",
-                                "--threads",
-                                "2",
-                                "--metrics-address",
-                                "",
-                                "--checkpoint-dir",
-                                dir + "/checkpoints"};
+  std::vector<std::string> argv{c.self, "--role", "local", "--job-name", "w0"};
+  argv.insert(argv.end(),
+              {"--parallelism", "2", "--threads", "2", "--metrics-address", "",
+               "--checkpoint-dir", dir + "/checkpoints"});
   auto job = throughput_job(c);
   argv.insert(argv.end(), job.begin(), job.end());
   note_command(c, "local role, one process", argv);
   const auto load = load_average();
-  child_process p{argv, dir + "/local"};
+  child_process p{argv,
+                  stream::testing::child_options{{}, dir + "/local", true}};
   int rc = p.wait(run_limit);
   auto err = p.err();
   if (rc != 0)
@@ -456,10 +310,10 @@ throughput_run run_local(context& c) {
 }
 
 throughput_run run_cluster(context& c) {
-  cluster job{c.self, c.dir + "/cluster-" + std::to_string(++c.run),
+  cluster job{c.self, c.dir + "/cluster-" + std::to_string(++c.run), 2,
               throughput_job(c)};
-  note_command(c, "coordinator", job.coordinator_argv());
-  note_command(c, "2 workers (w1, w2)", job.worker_argv("w1"));
+  note_command(c, "coordinator", job.coordinator_argv(), job.dir());
+  note_command(c, "2 workers (w1, w2)", job.worker_argv("w1"), job.dir());
   const auto load = load_average();
   job.start_coordinator();
   job.start_worker("w1");
@@ -559,14 +413,15 @@ failure_sample fail_worker(cluster& job, std::map<std::string, int>& starts,
 std::vector<failure_sample> recovery(context& c, int sig, int times,
                                      const std::string& what,
                                      std::string& exit_note) {
-  cluster job{
-      c.self, c.dir + "/" + what,
-      std::vector<std::string>{
-          "--records", "0", "--rate", recovery_rate, "--parallelism", "3",
-          "--checkpoint-interval", "1s", "--restart-strategy", "fixed-delay",
-          "--restart-delay", "0", "--restart-attempts", "50"}};
-  note_command(c, "coordinator (recovery)", job.coordinator_argv());
-  note_command(c, "4 workers w1..w4 (recovery)", job.worker_argv("w1"));
+  cluster job{c.self, c.dir + "/" + what, 3,
+              std::vector<std::string>{"--records", "0", "--rate",
+                                       recovery_rate, "--checkpoint-interval",
+                                       "1s", "--restart-strategy",
+                                       "fixed-delay", "--restart-delay", "0",
+                                       "--restart-attempts", "50"}};
+  note_command(c, "coordinator (recovery)", job.coordinator_argv(), job.dir());
+  note_command(c, "4 workers w1..w4 (recovery)", job.worker_argv("w1"),
+               job.dir());
   job.start_coordinator();
   std::map<std::string, int> starts;
   for (const char* id : {"w1", "w2", "w3", "w4"}) {
