@@ -5,9 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <set>
 
-#include "stream/key_groups.hpp"
 #include "worker.hpp"
 
 namespace stream::actors {
@@ -15,26 +13,13 @@ namespace stream::actors {
 namespace {
 
 constexpr double ns_to_seconds = 1e-9;
-/// A worker that has not answered a deploy request after this long is
-/// taken for failed.
-constexpr std::chrono::seconds deploy_timeout{30};
 /// Checkpoints kept in the REST API's history.
 constexpr std::size_t history_size = 50;
-
-double ms_between(std::chrono::steady_clock::time_point from,
-                  std::chrono::steady_clock::time_point to) {
-  return std::chrono::duration<double, std::milli>(to - from).count();
-}
 
 std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-const char* kind_name(checkpoint::snapshot_kind kind) {
-  return kind == checkpoint::snapshot_kind::savepoint ? "savepoint"
-                                                      : "checkpoint";
 }
 
 }  // namespace
@@ -267,145 +252,6 @@ caf::behavior coordinator::make_behavior() {
         if (alive_ == 0) redeploy();
       },
   };
-}
-
-void coordinator::deploy(
-    std::shared_ptr<const checkpoint::restore_point> restore) {
-  const auto& graph = *config_.graph;
-  const auto& plan = *config_.plan;
-  tasks_.clear();
-  alive_ = 0;
-  // One slot holds one subtask of every chain (slot sharing): subtask s of
-  // every chain goes to slot s, so forward edges stay in one process.
-  std::uint32_t needed = 0;
-  for (const auto& c : plan.chains()) needed = std::max(needed, c.parallelism);
-  std::vector<std::size_t> live;
-  std::uint64_t offered = 0;
-  for (std::size_t i = 0; i < workers_.size(); ++i) {
-    if (workers_[i].alive && !workers_[i].leaving) {
-      live.push_back(i);
-      offered += workers_[i].slots;
-    }
-  }
-  if (offered < needed) {
-    if (!waiting_)
-      std::fprintf(stderr,
-                   "stream: waiting for %u task slots (%llu offered by %zu "
-                   "workers)\n",
-                   needed, static_cast<unsigned long long>(offered),
-                   live.size());
-    waiting_ = true;
-    waiting_restore_ = std::move(restore);
-    return;
-  }
-  waiting_ = false;
-  waiting_restore_ = nullptr;
-  // Spread the slots round-robin over the live workers.
-  std::vector<std::uint32_t> left;
-  for (auto i : live) left.push_back(workers_[i].slots);
-  std::vector<std::size_t> slot_worker(needed);
-  std::size_t next = 0;
-  for (std::uint32_t slot = 0; slot < needed; ++slot) {
-    while (left[next] == 0) next = (next + 1) % live.size();
-    slot_worker[slot] = live[next];
-    --left[next];
-    next = (next + 1) % live.size();
-  }
-  // Per worker: the tasks it hosts.
-  std::map<std::size_t, std::vector<std::size_t>> per_worker;
-  for (const auto& c : plan.chains()) {
-    for (std::uint32_t s = 0; s < c.parallelism; ++s) {
-      task_slot slot;
-      slot.chain = c.id;
-      slot.subtask = s;
-      slot.worker = slot_worker[s];
-      slot.source =
-          graph.at(c.nodes.front()).kind == job_graph::node_kind::source;
-      per_worker[slot.worker].push_back(tasks_.size());
-      tasks_.push_back(std::move(slot));
-    }
-  }
-  std::vector<std::string> peers;
-  for (const auto& [w, _] : per_worker) {
-    if (!workers_[w].address.empty()) peers.push_back(workers_[w].address);
-  }
-  std::string folder = restore ? restore->folder : std::string{};
-  deploying_ = per_worker.size();
-  for (auto& [w, indices] : per_worker) {
-    std::vector<std::uint32_t> chains;
-    std::vector<std::uint32_t> subtasks;
-    for (auto i : indices) {
-      chains.push_back(tasks_[i].chain);
-      subtasks.push_back(tasks_[i].subtask);
-    }
-    auto attempt = attempt_;
-    auto id = workers_[w].id;
-    request(workers_[w].handle, deploy_timeout, deploy_atom::value, attempt,
-            folder, std::move(chains), std::move(subtasks), peers)
-        .then(
-            [this, attempt, indices](std::vector<caf::actor>& handles) {
-              on_deployed(attempt, indices, handles);
-            },
-            [this, attempt, id](caf::error& err) {
-              if (attempt != attempt_ || phase_ != phase::running) return;
-              on_failure("worker " + id + " could not deploy its tasks: " +
-                         system().render(err));
-            });
-  }
-}
-
-void coordinator::on_deployed(std::uint32_t attempt,
-                              const std::vector<std::size_t>& slots,
-                              std::vector<caf::actor>& handles) {
-  if (attempt != attempt_ || phase_ != phase::running ||
-      handles.size() != slots.size()) {
-    // Deployed for an attempt that failed meanwhile: never wired, never
-    // started; nothing to wait for.
-    for (auto& h : handles) send_exit(h, caf::exit_reason::kill);
-    return;
-  }
-  for (std::size_t i = 0; i < slots.size(); ++i) {
-    auto& t = tasks_[slots[i]];
-    t.handle = std::move(handles[i]);
-    monitor(t.handle);
-    ++alive_;
-  }
-  if (--deploying_ == 0) wire_and_start();
-}
-
-bool coordinator::ready() const {
-  return !waiting_ && deploying_ == 0 && !tasks_.empty();
-}
-
-void coordinator::wire_and_start() {
-  const auto& plan = *config_.plan;
-  std::vector<std::vector<caf::actor>> by_chain(plan.chains().size());
-  for (const auto& t : tasks_) by_chain[t.chain].push_back(t.handle);
-  // Every channel is numbered by the plan at both ends; wiring tells each
-  // task the peer actor and the peer's channel number.
-  for (const auto& c : plan.chains()) {
-    for (std::uint32_t s = 0; s < c.parallelism; ++s) {
-      std::vector<caf::actor> outs;
-      std::vector<std::uint32_t> out_peer;
-      for (const auto& ref : plan.outputs(c.id, s)) {
-        outs.push_back(
-            by_chain[plan.edge(ref.edge).to_chain][ref.peer_subtask]);
-        out_peer.push_back(plan.input_channel(ref.edge, s));
-      }
-      std::vector<caf::actor> ins;
-      std::vector<std::uint32_t> in_peer;
-      for (const auto& ref : plan.inputs(c.id, s)) {
-        ins.push_back(
-            by_chain[plan.edge(ref.edge).from_chain][ref.peer_subtask]);
-        in_peer.push_back(plan.output_channel(ref.edge, s));
-      }
-      send(by_chain[c.id][s], wire_atom::value, std::move(outs),
-           std::move(out_peer), std::move(ins), std::move(in_peer));
-    }
-  }
-  for (auto& t : tasks_) send(t.handle, start_atom::value);
-  // A drain or savepoint requested while deploying applies now.
-  after_checkpoint();
 }
 
 std::size_t coordinator::index_of(std::uint32_t chain,
@@ -757,86 +603,6 @@ void coordinator::finish_job() {
   quit();
 }
 
-std::string coordinator::on_register(const std::string& id,
-                                     const std::string& address,
-                                     std::uint32_t slots,
-                                     const std::string& protocol,
-                                     const std::string& fingerprint) {
-  if (protocol != protocol_signature())
-    return "this worker speaks '" + protocol + "', the coordinator '" +
-           protocol_signature() +
-           "': run the same build of the binary in every process";
-  if (fingerprint != fingerprint_)
-    return "the worker built a different job (topology " + fingerprint +
-           ", the coordinator's is " + fingerprint_ +
-           "): run the same binary with the same options everywhere";
-  if (config_.local) return "this coordinator runs in the local role";
-  auto handle = caf::actor_cast<caf::actor>(current_sender());
-  if (!handle) return "the registration came without a sender";
-  // A restarted worker registers under its old name before its old
-  // connection may have been noticed as gone.
-  for (std::size_t i = 0; i < workers_.size(); ++i) {
-    if (workers_[i].alive && workers_[i].id == id)
-      lose_worker(i, "replaced by a new registration");
-  }
-  worker_entry w;
-  w.handle = handle;
-  w.id = id;
-  w.address = address;
-  w.slots = slots;
-  monitor(handle);
-  workers_.push_back(std::move(w));
-  std::uint64_t offered = 0;
-  std::size_t alive = 0;
-  for (const auto& x : workers_) {
-    if (x.alive && !x.leaving) {
-      offered += x.slots;
-      ++alive;
-    }
-  }
-  workers_gauge_->set(static_cast<std::int64_t>(alive));
-  slots_gauge_->set(static_cast<std::int64_t>(offered));
-  std::fprintf(stderr,
-               "stream: worker %s registered from %s with %u slots (%llu "
-               "slots offered)\n",
-               id.c_str(), address.c_str(), slots,
-               static_cast<unsigned long long>(offered));
-  if (waiting_ && phase_ == phase::running) {
-    deploy(waiting_restore_);
-    if (!waiting_ && drain_) stop_requested_ = true;
-  }
-  return {};
-}
-
-void coordinator::lose_worker(std::size_t index, const std::string& why) {
-  auto& w = workers_[index];
-  if (!w.alive) return;
-  w.alive = false;
-  std::int64_t alive = 0;
-  std::int64_t offered = 0;
-  for (const auto& x : workers_) {
-    if (x.alive && !x.leaving) {
-      ++alive;
-      offered += x.slots;
-    }
-  }
-  workers_gauge_->set(alive);
-  slots_gauge_->set(offered);
-  if (w.leaving) {
-    std::fprintf(stderr, "stream: worker %s left\n", w.id.c_str());
-  } else {
-    workers_lost_->add(1);
-    std::fprintf(stderr, "stream: worker %s lost: %s\n", w.id.c_str(),
-                 why.c_str());
-  }
-  bool hosted = std::any_of(tasks_.begin(), tasks_.end(), [&](const auto& t) {
-    return t.worker == index && !t.down;
-  });
-  if (hosted && phase_ == phase::running)
-    on_failure("tasks of worker " + w.id +
-               (w.leaving ? " stopped: it left" : " are gone with it"));
-}
-
 void coordinator::cancel() {
   if (phase_ == phase::stopping) return;
   std::fprintf(stderr, "stream: job cancelled\n");
@@ -872,128 +638,6 @@ void coordinator::remember(const pending_checkpoint& p, bool completed,
 void coordinator::answer_savepoint_waiters(const std::string& json) {
   for (auto& rp : savepoint_waiters_) rp.deliver(json);
   savepoint_waiters_.clear();
-}
-
-std::string coordinator::status_json() const {
-  using nlohmann::json;
-  const auto& graph = *config_.graph;
-  const auto& plan = *config_.plan;
-  const char* state = "running";
-  if (phase_ == phase::restarting)
-    state = "restarting";
-  else if (phase_ == phase::stopping)
-    state = cancelled_ ? "cancelling" : "stopping";
-  else if (waiting_)
-    state = "waiting-for-slots";
-  else if (deploying_ > 0)
-    state = "deploying";
-  json j;
-  j["job"] = config_.options.job_name;
-  j["state"] = state;
-  j["attempt"] = attempt_;
-  j["restarts"] = policy_.restarts();
-  j["uptime_seconds"] =
-      std::chrono::duration<double>(clock::now() - started_at_).count();
-  j["fingerprint"] = fingerprint_;
-  j["max_parallelism"] = config_.options.max_parallelism;
-  json workers = json::array();
-  // Slot s holds subtask s of every chain: a worker uses as many slots as
-  // it hosts distinct subtask indices.
-  std::vector<std::set<std::uint32_t>> slots_used(workers_.size());
-  for (const auto& t : tasks_) {
-    if (t.worker < slots_used.size()) slots_used[t.worker].insert(t.subtask);
-  }
-  for (std::size_t i = 0; i < workers_.size(); ++i) {
-    const auto& w = workers_[i];
-    if (!w.alive) continue;
-    workers.push_back({{"id", w.id},
-                       {"address", w.address},
-                       {"slots", w.slots},
-                       {"used", slots_used[i].size()},
-                       {"state", w.leaving ? "leaving" : "up"}});
-  }
-  j["workers"] = workers;
-  json operators = json::array();
-  json key_groups = json::array();
-  for (const auto& n : graph.nodes()) {
-    const auto& chain = plan.chains().at(plan.chain_of(n.id));
-    const char* kind = n.kind == job_graph::node_kind::source ? "source"
-                       : n.kind == job_graph::node_kind::sink ? "sink"
-                                                              : "operator";
-    operators.push_back({{"id", n.id},
-                         {"name", plan.name_of(n.id)},
-                         {"kind", kind},
-                         {"chain", chain.name},
-                         {"parallelism", chain.parallelism},
-                         {"keyed", n.keyed}});
-    if (!n.keyed) continue;
-    json ranges = json::array();
-    for (std::uint32_t s = 0; s < chain.parallelism; ++s) {
-      auto r = range_for_subtask(config_.options.max_parallelism,
-                                 chain.parallelism, s);
-      std::string where = "-";
-      for (const auto& t : tasks_) {
-        if (t.chain == chain.id && t.subtask == s && t.worker < workers_.size())
-          where = workers_[t.worker].id;
-      }
-      ranges.push_back({{"subtask", s},
-                        {"first", r.start},
-                        {"last", r.end > r.start ? r.end - 1 : r.start},
-                        {"worker", where}});
-    }
-    key_groups.push_back({{"operator", plan.name_of(n.id)},
-                          {"parallelism", chain.parallelism},
-                          {"ranges", ranges}});
-  }
-  j["operators"] = operators;
-  j["key_groups"] = key_groups;
-  json tasks = json::array();
-  for (const auto& t : tasks_) {
-    const char* ts = t.down       ? "down"
-                     : t.finished ? "finished"
-                     : t.started  ? "running"
-                     : t.handle   ? "deploying"
-                                  : "scheduled";
-    tasks.push_back(
-        {{"chain", plan.chains().at(t.chain).name},
-         {"subtask", t.subtask},
-         {"worker",
-          t.worker < workers_.size() ? workers_[t.worker].id : std::string{}},
-         {"state", ts}});
-  }
-  j["tasks"] = tasks;
-  return j.dump();
-}
-
-std::string coordinator::history_json() const {
-  using nlohmann::json;
-  json history = json::array();
-  for (const auto& e : history_) {
-    history.push_back({{"id", e.id},
-                       {"kind", kind_name(e.kind)},
-                       {"status", e.completed ? "completed" : "failed"},
-                       {"folder", e.folder},
-                       {"duration_ms", e.duration_ms},
-                       {"size_bytes", e.size_bytes},
-                       {"reason", e.reason}});
-  }
-  if (pending_) {
-    history.push_back(
-        {{"id", pending_->id},
-         {"kind", kind_name(pending_->kind)},
-         {"status", "in_progress"},
-         {"folder", pending_->folder},
-         {"duration_ms", ms_between(pending_->started, clock::now())},
-         {"size_bytes", 0},
-         {"reason", ""}});
-  }
-  json j;
-  j["counts"] = {
-      {"completed", static_cast<std::uint64_t>(completed_total_->value())},
-      {"failed", failed_count_},
-      {"in_progress", pending_ ? 1 : 0}};
-  j["history"] = history;
-  return j.dump();
 }
 
 }  // namespace stream::actors

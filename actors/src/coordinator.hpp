@@ -16,6 +16,17 @@
 
 namespace stream::actors {
 
+/// Milliseconds between two instants, for logs and the REST API.
+inline double ms_between(std::chrono::steady_clock::time_point from,
+                         std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double, std::milli>(to - from).count();
+}
+
+inline const char* kind_name(checkpoint::snapshot_kind kind) {
+  return kind == checkpoint::snapshot_kind::savepoint ? "savepoint"
+                                                      : "checkpoint";
+}
+
 /// What the coordinator needs. The pointed-to objects outlive it.
 struct coordinator_config {
   const job_graph* graph = nullptr;
