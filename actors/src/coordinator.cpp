@@ -120,7 +120,8 @@ caf::behavior coordinator::make_behavior() {
     wc.options = config_.options;
     wc.coordinator = this;
     worker_entry local;
-    local.handle = spawn<worker>(std::move(wc));
+    // Linked: neither outlives the other on a crash.
+    local.handle = spawn<worker, caf::linked>(std::move(wc));
     local.id = "local";
     local.slots = UINT32_MAX;
     workers_.push_back(std::move(local));
@@ -541,12 +542,17 @@ void coordinator::kill_all() {
 }
 
 void coordinator::on_down(const caf::down_msg& down) {
+  bool was_worker = false;
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     if (workers_[i].handle && workers_[i].handle.address() == down.source) {
-      lose_worker(i, system().render(down.reason));
-      return;
+      was_worker = true;
+      // A worker that quit normally (told to, or stopped) did not crash.
+      if (!down.reason || down.reason == caf::exit_reason::normal)
+        workers_[i].leaving = true;
+      if (workers_[i].alive) lose_worker(i, system().render(down.reason));
     }
   }
+  if (was_worker) return;
   auto it = std::find_if(tasks_.begin(), tasks_.end(), [&](const task_slot& t) {
     return t.handle && t.handle.address() == down.source;
   });
@@ -587,20 +593,35 @@ void coordinator::on_exit() {
 }
 
 void coordinator::finish_job() {
+  if (finishing_) return;
+  finishing_ = true;
   answer_savepoint_waiters(R"({"error":"the job ended before the savepoint"})");
   // Workers of a job that ended go too (a failed job is restarted from its
-  // checkpoints by a new coordinator, which they connect to again).
+  // checkpoints by a new coordinator, which they connect to again). Remote
+  // ones are asked and answered (or timed out) before this process may end,
+  // so that the request is not lost with the connection.
+  auto waiting = std::make_shared<std::size_t>(0);
+  auto report = [this] {
+    auto code = static_cast<std::uint8_t>(failure_.code());
+    send(config_.runner, result_atom::value, code, failure_.message(), stopped_,
+         savepoint_folder_, policy_.restarts());
+    quit();
+  };
   for (auto& w : workers_) {
     if (!w.alive) continue;
-    if (config_.local)
+    if (config_.local) {
       send_exit(w.handle, caf::exit_reason::user_shutdown);
-    else if (failure_.ok())
-      send(w.handle, shutdown_atom::value);
+    } else if (failure_.ok()) {
+      ++*waiting;
+      auto one_done = [waiting, report] {
+        if (--*waiting == 0) report();
+      };
+      request(w.handle, std::chrono::seconds{2}, shutdown_atom::value)
+          .then([one_done] { one_done(); },
+                [one_done](caf::error&) { one_done(); });
+    }
   }
-  auto code = static_cast<std::uint8_t>(failure_.code());
-  send(config_.runner, result_atom::value, code, failure_.message(), stopped_,
-       savepoint_folder_, policy_.restarts());
-  quit();
+  if (*waiting == 0) report();
 }
 
 void coordinator::cancel() {

@@ -179,6 +179,8 @@ class coordinator final : public caf::event_based_actor {
   std::vector<history_entry> history_;  ///< Newest last, bounded.
   std::uint64_t failed_count_ = 0;
   bool cancelled_ = false;
+  bool finishing_ = false;  ///< finish_job ran: reporting once the workers
+                            ///< answered the shutdown.
 
   std::optional<pending_checkpoint> pending_;
   std::int64_t next_id_ = 1;

@@ -110,6 +110,10 @@ void coordinator::on_deployed(std::uint32_t attempt,
     // Deployed for an attempt that failed meanwhile: never wired, never
     // started; nothing to wait for.
     for (auto& h : handles) send_exit(h, caf::exit_reason::kill);
+    if (attempt == attempt_ && phase_ == phase::running)
+      on_failure("a worker answered a deploy of " +
+                 std::to_string(slots.size()) + " tasks with " +
+                 std::to_string(handles.size()));
     return;
   }
   for (std::size_t i = 0; i < slots.size(); ++i) {
@@ -172,6 +176,11 @@ std::string coordinator::on_register(const std::string& id,
   if (config_.local) return "this coordinator runs in the local role";
   auto handle = caf::actor_cast<caf::actor>(current_sender());
   if (!handle) return "the registration came without a sender";
+  // The same worker again (its first answer came too late for it): keep
+  // the entry, which is monitored already.
+  for (const auto& w : workers_) {
+    if (w.alive && w.handle == handle) return {};
+  }
   // A restarted worker registers under its old name before its old
   // connection may have been noticed as gone.
   for (std::size_t i = 0; i < workers_.size(); ++i) {

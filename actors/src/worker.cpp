@@ -82,6 +82,13 @@ caf::behavior worker::make_behavior() {
              std::vector<std::uint32_t>& subtasks,
              std::vector<std::string>& peers)
           -> caf::result<std::vector<caf::actor>> {
+        // Only from the coordinator this worker is registered with: a
+        // deploy of a coordinator it lost meanwhile would start tasks that
+        // report to nobody.
+        auto runner = coordinator_ ? coordinator_ : config_.coordinator;
+        if (!runner || current_sender() == nullptr ||
+            current_sender()->address() != runner.address())
+          return caf::make_error(caf::sec::unexpected_message);
         if (tasks_.empty())
           return deploy(attempt, restore_folder, chains, subtasks, peers);
         // Tasks of an earlier attempt (of a coordinator that went away,
@@ -122,6 +129,8 @@ caf::behavior worker::make_behavior() {
 }
 
 void worker::on_exit() {
+  // Tasks must not outlive their worker (the actor system waits for them).
+  kill_tasks();
   tasks_.clear();
   peers_.clear();
   coordinator_ = nullptr;
