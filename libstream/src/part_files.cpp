@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -51,8 +52,12 @@ std::int64_t id_in(std::string_view name, std::string_view prefix,
 
 }  // namespace
 
-part_files::part_files(std::string dir, std::uint32_t subtask)
-    : dir_(std::move(dir)), prefix_("part-" + std::to_string(subtask) + "-") {}
+part_files::part_files(std::string dir, std::uint32_t subtask,
+                       std::uint32_t attempt)
+    : dir_(std::move(dir)),
+      prefix_("part-" + std::to_string(subtask) + "-"),
+      attempt_suffix_(attempt == 0 ? std::string{}
+                                   : "-a" + std::to_string(attempt)) {}
 
 status part_files::open() const {
   std::error_code ec;
@@ -62,7 +67,8 @@ status part_files::open() const {
 }
 
 std::string part_files::in_progress(std::int64_t after) const {
-  return dir_ + "/." + prefix_ + std::to_string(after) + ".inprogress";
+  return dir_ + "/." + prefix_ + std::to_string(after) + attempt_suffix_ +
+         ".inprogress";
 }
 
 std::string part_files::pending(std::int64_t id) const {
@@ -101,8 +107,12 @@ result<std::size_t> part_files::clean(std::int64_t keep_up_to) const {
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
     auto name = entry.path().filename().string();
     auto hidden = "." + prefix_;
-    if (id_in(name, hidden, ".inprogress") >= 0 ||
-        id_in(name, hidden, ".pending") >= 0 ||
+    // In-progress files of any attempt (".part-<s>-<after>[-a<k>]...").
+    bool in_progress =
+        name.starts_with(hidden) && name.ends_with(".inprogress") &&
+        name.size() > hidden.size() + 11 &&
+        std::isdigit(static_cast<unsigned char>(name[hidden.size()])) != 0;
+    if (in_progress || id_in(name, hidden, ".pending") >= 0 ||
         id_in(name, prefix_, "") > keep_up_to)
       doomed.push_back(entry.path());
   }

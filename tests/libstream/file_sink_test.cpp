@@ -253,6 +253,27 @@ TEST(part_files, clean_keeps_committed_output_and_other_subtasks_files) {
                    "part-0-x", "notes.txt"}));
 }
 
+TEST(part_files, in_progress_files_are_per_attempt_and_all_are_cleaned) {
+  // A task of an older attempt that still runs on a cut-off worker must
+  // never write into its replacement's file.
+  temp_dir dir;
+  detail::part_files first{dir.path(), 0};
+  detail::part_files third{dir.path(), 0, 2};
+  EXPECT_EQ(first.in_progress(3), dir.path() + "/.part-0-3.inprogress");
+  EXPECT_EQ(third.in_progress(3), dir.path() + "/.part-0-3-a2.inprogress");
+  EXPECT_EQ(third.pending(3), first.pending(3));
+  ASSERT_TRUE(third.open().ok());
+  for (const auto* name : {".part-0-3.inprogress", ".part-0-3-a1.inprogress",
+                           ".part-0-3-a2.inprogress", ".part-1-3-a1.inprogress",
+                           ".part-0-x.inprogress", "part-0-2"})
+    write_file(dir.path() + "/" + name, "x\n");
+  auto removed = third.clean(2);
+  ASSERT_TRUE(removed.ok()) << removed.error().to_string();
+  EXPECT_EQ(*removed, 3U);
+  EXPECT_EQ(files_in(dir.path()), (names{".part-1-3-a1.inprogress",
+                                         ".part-0-x.inprogress", "part-0-2"}));
+}
+
 // -- source positions ---------------------------------------------------------
 
 /// Gathers everything pushed into it.

@@ -123,13 +123,16 @@ class text_sink final : public runtime::consumer<T> {
 
 /// The file operations of the exactly-once file sink, for one subtask's
 /// files in one directory:
-/// - `.part-<s>-<after>.inprogress`: written since checkpoint `after`;
+/// - `.part-<s>-<after>[-a<k>].inprogress`: written since checkpoint
+///   `after` by deployment attempt k (no suffix for attempt 0), so that a
+///   task of an older attempt still running on a cut-off worker never
+///   writes into the file of its replacement;
 /// - `.part-<s>-<n>.pending`: closed and fsynced at barrier n, waiting for
 ///   checkpoint n to complete;
 /// - `part-<s>-<n>`: committed, visible output.
 class part_files {
  public:
-  part_files(std::string dir, std::uint32_t subtask);
+  part_files(std::string dir, std::uint32_t subtask, std::uint32_t attempt = 0);
 
   /// Creates the directory.
   status open() const;
@@ -152,7 +155,8 @@ class part_files {
 
  private:
   std::string dir_;
-  std::string prefix_;  ///< "part-<s>-"
+  std::string prefix_;          ///< "part-<s>-"
+  std::string attempt_suffix_;  ///< "" or "-a<attempt>"
 };
 
 /// Exactly-once file sink: one line per record into per-checkpoint part
@@ -164,7 +168,7 @@ class file_commit_sink final : public runtime::consumer<T> {
  public:
   file_commit_sink(const runtime::stage_context& ctx, std::string dir)
       : in_(ctx.records_in),
-        files_(std::move(dir), ctx.subtask),
+        files_(std::move(dir), ctx.subtask, ctx.attempt),
         checkpointing_(ctx.options->checkpoint_interval.count() > 0) {}
 
   status open() override { return files_.open(); }
