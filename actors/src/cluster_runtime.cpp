@@ -41,6 +41,14 @@ status check_codecs(const job_graph& graph, const execution_plan& plan) {
   return {};
 }
 
+/// The plan of a job whose chains may sit in different processes.
+result<execution_plan> cluster_plan(const environment& env) {
+  auto plan = execution_plan::build(env.graph(), env.options(), env.chaining());
+  if (!plan) return plan.error();
+  if (auto st = check_codecs(env.graph(), *plan); !st.ok()) return st;
+  return plan;
+}
+
 caf::expected<std::uint16_t> publish(caf::actor_system& sys,
                                      const caf::actor& whom, std::uint16_t port,
                                      const job_options& options) {
@@ -149,9 +157,8 @@ std::vector<http_server::route> rest_routes(caf::actor_system& sys,
 result<job_report> execute_coordinator(environment& env,
                                        const execution_hooks& hooks) {
   const auto& options = env.options();
-  auto plan = execution_plan::build(env.graph(), options, env.chaining());
+  auto plan = cluster_plan(env);
   if (!plan) return plan.error();
-  if (auto st = check_codecs(env.graph(), *plan); !st.ok()) return st;
   auto restore = recovery_point(env, *plan);
   if (!restore) return restore.error();
   auto registry =
@@ -214,9 +221,8 @@ result<job_report> execute_coordinator(environment& env,
 result<job_report> execute_worker(environment& env,
                                   const execution_hooks& hooks) {
   auto options = env.options();
-  auto plan = execution_plan::build(env.graph(), options, env.chaining());
+  auto plan = cluster_plan(env);
   if (!plan) return plan.error();
-  if (auto st = check_codecs(env.graph(), *plan); !st.ok()) return st;
   if (options.worker_id.empty())
     options.worker_id = host_name() + "-" + std::to_string(::getpid());
   auto registry =

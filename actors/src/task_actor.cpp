@@ -320,8 +320,12 @@ void task_actor::send_batch(std::uint32_t output_channel,
          " have no codec and cannot cross processes");
     return;
   }
+  // One allocation per batch: sized like the last one, so the encoder
+  // does not grow the buffer step by step.
   std::vector<std::uint8_t> bytes;
+  bytes.reserve(remote_bytes_hint_);
   remote->encode(*records, bytes);
+  remote_bytes_hint_ = bytes.size();
   send(outputs_[output_channel], raw_batch_atom::value,
        output_peer_channel_[output_channel], std::move(bytes));
 }

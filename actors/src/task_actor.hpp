@@ -91,7 +91,8 @@ class task_actor final : public caf::event_based_actor,
   std::vector<const type_ops*> remote_out_;
   /// Per input channel: the codec glue for batches that arrive as bytes.
   std::vector<const type_ops*> in_types_;
-  bool flowing_ = false;  ///< Reported its first consumed batch.
+  bool flowing_ = false;               ///< Reported its first consumed batch.
+  std::size_t remote_bytes_hint_ = 0;  ///< Size of the last encoded batch.
   std::vector<std::uint32_t> output_peer_channel_;
   std::vector<caf::actor> inputs_;
   std::vector<std::uint32_t> input_peer_channel_;

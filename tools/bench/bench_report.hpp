@@ -3,6 +3,8 @@
 // What the benchmarks share: a measured run, flags, and the markdown table
 // that compares every run with the first (the hand-written loop).
 
+#include <algorithm>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +13,22 @@
 #include <vector>
 
 namespace bench {
+
+/// printf into a std::string.
+inline std::string format(const char* fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+inline std::string format(const char* fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  va_list again;
+  va_copy(again, args);
+  auto n = std::vsnprintf(nullptr, 0, fmt, args);
+  va_end(args);
+  std::string out(static_cast<std::size_t>(std::max(n, 0)), '\0');
+  std::vsnprintf(out.data(), out.size() + 1, fmt, again);
+  va_end(again);
+  return out;
+}
 
 struct measurement {
   std::string name;

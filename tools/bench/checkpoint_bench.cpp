@@ -48,19 +48,7 @@ constexpr std::size_t snapshot_samples = 5;
 constexpr std::uint32_t max_failures = 3;
 constexpr std::size_t payload_bytes = 72;
 
-std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-std::string format(const char* fmt, ...) {
-  va_list args;
-  va_start(args, fmt);
-  va_list again;
-  va_copy(again, args);
-  auto n = std::vsnprintf(nullptr, 0, fmt, args);
-  va_end(args);
-  std::string out(static_cast<std::size_t>(std::max(n, 0)), '\0');
-  std::vsnprintf(out.data(), out.size() + 1, fmt, again);
-  va_end(again);
-  return out;
-}
+using bench::format;
 
 double seconds_of(clock_type::duration d) {
   return std::chrono::duration<double>(d).count();

@@ -83,19 +83,7 @@ int run_job(int argc, char** argv) {
 
 // -- driver helpers -----------------------------------------------------------
 
-std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-std::string format(const char* fmt, ...) {
-  va_list args;
-  va_start(args, fmt);
-  va_list again;
-  va_copy(again, args);
-  auto n = std::vsnprintf(nullptr, 0, fmt, args);
-  va_end(args);
-  std::string out(static_cast<std::size_t>(std::max(n, 0)), '\0');
-  std::vsnprintf(out.data(), out.size() + 1, fmt, again);
-  va_end(again);
-  return out;
-}
+using bench::format;
 
 /// The number after the `nth` (0-based) occurrence of `needle`, or -1.
 double number_after(const std::string& text, const std::string& needle,
