@@ -4,14 +4,17 @@
 // views keyed by user, a 10-second tumbling event-time window, and a
 // process window function that sees each window's views at once.
 
+#include <charconv>
 #include <cstdint>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "stream/codec.hpp"
 #include "stream/data_stream.hpp"
 #include "stream/environment.hpp"
+#include "stream/status.hpp"
 #include "stream/windows.hpp"
 
 namespace windowed_process {
@@ -45,6 +48,43 @@ inline page_view make_view(std::uint64_t i, std::uint64_t users,
                    at - static_cast<std::int64_t>((h >> 40) % 1900)};
 }
 
+/// A view as one line of text, as the Kafka topics carry it:
+/// "user,page,timestamp_ms", e.g. "17,4,1700000000123".
+inline std::string to_csv(const page_view& v) {
+  return std::to_string(v.user) + ',' + std::to_string(v.page) + ',' +
+         std::to_string(v.ts);
+}
+
+/// Parses `to_csv`'s form; anything else is an error naming what is wrong.
+inline stream::result<page_view> parse_csv(std::string_view text) {
+  page_view v;
+  const char* at = text.data();
+  const char* end = text.data() + text.size();
+  auto field = [&](auto& out, const char* name, bool last) -> stream::status {
+    auto [ptr, ec] = std::from_chars(at, end, out);
+    if (ec != std::errc{} || ptr == at)
+      return {stream::errc::malformed_data,
+              std::string{"page view: "} + name + " is not a number in '" +
+                  std::string{text.substr(0, 80)} + "'"};
+    at = ptr;
+    if (last) {
+      if (at != end)
+        return {stream::errc::malformed_data,
+                "page view: trailing characters after the timestamp in '" +
+                    std::string{text.substr(0, 80)} + "'"};
+    } else if (at == end || *at++ != ',') {
+      return {stream::errc::malformed_data,
+              std::string{"page view: expected ',' after "} + name + " in '" +
+                  std::string{text.substr(0, 80)} + "'"};
+    }
+    return {};
+  };
+  if (auto st = field(v.user, "user", false); !st.ok()) return st;
+  if (auto st = field(v.page, "page", false); !st.ok()) return st;
+  if (auto st = field(v.ts, "timestamp", true); !st.ok()) return st;
+  return v;
+}
+
 /// What the process window function emits per user and window.
 struct user_window {
   std::uint64_t user = 0;
@@ -71,27 +111,37 @@ inline void summarize(const std::uint64_t& user, const stream::time_window& w,
   out.emit({user, w.start, w.end, views.size(), pages.size()});
 }
 
+/// Event time of views: their `ts`, at most max_delay_ms out of order.
+inline stream::watermark_strategy<page_view> view_watermarks() {
+  return stream::watermark_strategy<page_view>::for_bounded_out_of_orderness(
+             std::chrono::milliseconds{max_delay_ms})
+      .with_timestamp_assigner([](const page_view& v) { return v.ts; });
+}
+
+/// key_by(user) -> 10 s tumbling event-time window -> process window
+/// function: the part of the job after the source.
+inline stream::data_stream<user_window> summarize_views(
+    const stream::data_stream<page_view>& views) {
+  return views.key_by([](const page_view& v) { return v.user; })
+      .window(stream::tumbling_event_time_windows(std::chrono::seconds{10}))
+      .process<user_window>(summarize)
+      .name("views_per_user");
+}
+
 /// generator -> timestamps (bounded out of orderness) -> key_by(user) ->
 /// 10 s tumbling event-time window -> process window function.
 inline stream::data_stream<user_window> build(
     stream::environment& env, std::uint64_t users, std::uint64_t per_second,
     stream::generator_options generator) {
-  return env
-      .from_generator(
-          [users, per_second](std::uint64_t i) {
-            return make_view(i, users, per_second);
-          },
-          generator)
-      .name("page_views")
-      .assign_timestamps_and_watermarks(
-          stream::watermark_strategy<page_view>::for_bounded_out_of_orderness(
-              std::chrono::milliseconds{max_delay_ms})
-              .with_timestamp_assigner([](const page_view& v) { return v.ts; }))
-      .name("timestamps")
-      .key_by([](const page_view& v) { return v.user; })
-      .window(stream::tumbling_event_time_windows(std::chrono::seconds{10}))
-      .process<user_window>(summarize)
-      .name("views_per_user");
+  auto views = env.from_generator(
+                      [users, per_second](std::uint64_t i) {
+                        return make_view(i, users, per_second);
+                      },
+                      generator)
+                   .name("page_views")
+                   .assign_timestamps_and_watermarks(view_watermarks())
+                   .name("timestamps");
+  return summarize_views(views);
 }
 
 }  // namespace windowed_process

@@ -159,6 +159,7 @@ result<job_report> execute_coordinator(environment& env,
   const auto& options = env.options();
   auto plan = cluster_plan(env);
   if (!plan) return plan.error();
+  if (auto st = env.graph().run_checks(options); !st.ok()) return st;
   auto restore = recovery_point(env, *plan);
   if (!restore) return restore.error();
   auto registry =

@@ -193,6 +193,7 @@ result<job_report> execute(environment& env, const execution_hooks& hooks) {
   if (options.role == "worker") return detail::execute_worker(env, hooks);
   auto plan = execution_plan::build(env.graph(), options, env.chaining());
   if (!plan) return plan.error();
+  if (auto st = env.graph().run_checks(options); !st.ok()) return st;
   auto restore = detail::resolve_restore(env, *plan);
   if (!restore) return restore.error();
   auto registry =

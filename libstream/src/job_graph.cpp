@@ -244,6 +244,15 @@ std::vector<execution_plan::channel_ref> execution_plan::outputs(
   return result;
 }
 
+status job_graph::run_checks(const job_options& options) const {
+  for (const auto& n : nodes_) {
+    if (!n.check) continue;
+    if (auto st = n.check(options); !st.ok())
+      return {st.code(), "operator '" + n.name + "': " + st.message()};
+  }
+  return {};
+}
+
 std::string job_graph::fingerprint() const {
   // FNV-1a over a canonical text of the graph.
   std::uint64_t h = 0xcbf29ce484222325ULL;

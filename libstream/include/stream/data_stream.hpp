@@ -313,6 +313,21 @@ class data_stream : public operator_settings {
     return result;
   }
 
+  /// Adds a sink fed by this stream (building block of connectors);
+  /// `check` is the node's start-up check (see `job_graph::node::check`).
+  data_sink sink(std::string kind, stage_factory factory,
+                 std::function<status(const job_options&)> check = {}) const {
+    job_graph::node n;
+    n.name = std::move(kind);
+    n.kind = job_graph::node_kind::sink;
+    n.in_type = type_ops_for<T>();
+    n.make_stage = std::move(factory);
+    n.check = std::move(check);
+    auto id = this->graph_->add_node(std::move(n));
+    this->graph_->add_edge(this->node_, id, edge_kind_, {}, side_tag_);
+    return data_sink{this->graph_, id};
+  }
+
  private:
   template <class Stage, class... Args>
   static std::unique_ptr<runtime::stage_object> make(Args&&... args) {
@@ -320,16 +335,6 @@ class data_stream : public operator_settings {
         new Stage(std::forward<Args>(args)...)};
   }
 
-  data_sink sink(std::string kind, stage_factory factory) const {
-    job_graph::node n;
-    n.name = std::move(kind);
-    n.kind = job_graph::node_kind::sink;
-    n.in_type = type_ops_for<T>();
-    n.make_stage = std::move(factory);
-    auto id = this->graph_->add_node(std::move(n));
-    this->graph_->add_edge(this->node_, id, edge_kind_, {}, side_tag_);
-    return data_sink{this->graph_, id};
-  }
 
   template <class>
   friend class data_stream;

@@ -93,6 +93,22 @@ class environment {
     return data_stream<T>{graph_.get(), graph_->add_node(std::move(n))};
   }
 
+  /// Adds a source node (building block of connectors): `factory` makes a
+  /// `runtime::source_stage` producing `T`; `check` is the node's start-up
+  /// check (see `job_graph::node::check`).
+  template <class T>
+  data_stream<T> add_source(
+      std::string kind, stage_factory factory,
+      std::function<status(const job_options&)> check = {}) {
+    job_graph::node n;
+    n.name = std::move(kind);
+    n.kind = job_graph::node_kind::source;
+    n.out_type = type_ops_for<T>();
+    n.make_stage = std::move(factory);
+    n.check = std::move(check);
+    return data_stream<T>{graph_.get(), graph_->add_node(std::move(n))};
+  }
+
   /// Turns off operator chaining (every operator gets its own actor).
   void disable_chaining() noexcept { chaining_ = false; }
   bool chaining() const noexcept { return chaining_; }

@@ -87,6 +87,11 @@ class job_graph {
     std::shared_ptr<const type_ops> in_type;   ///< Null for sources.
     std::shared_ptr<const type_ops> out_type;  ///< Null for sinks.
     stage_factory make_stage;
+    /// Optional start-up check, run once before any task is deployed (by
+    /// the coordinator or the local role): a connector verifies its
+    /// external system here, so that a misconfiguration is refused at start
+    /// with a clear message instead of failing tasks over and over.
+    std::function<status(const job_options&)> check;
     std::vector<std::uint32_t> in_edges;
     std::vector<std::uint32_t> out_edges;
   };
@@ -116,6 +121,10 @@ class job_graph {
 
   node& at(std::uint32_t id) { return nodes_.at(id); }
   const node& at(std::uint32_t id) const { return nodes_.at(id); }
+
+  /// Runs every node's start-up `check`; the first failure is returned
+  /// with the operator's name in front.
+  status run_checks(const job_options& options) const;
 
   /// Identifies the topology (operator ids, names, kinds and edges, not
   /// parallelism): a checkpoint of a job with another
