@@ -31,6 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
+using stream::testing::busy_workers;
 using stream::testing::child_process;
 using stream::testing::cluster;
 using stream::testing::committed_lines;
@@ -126,17 +127,6 @@ TEST_F(cluster_test, three_workers_produce_the_local_role_output) {
   EXPECT_EQ(remote.size(), local.size());
   EXPECT_TRUE(remote == local) << line_diff(local, remote);
   expect_exact_output(readings);
-}
-
-/// Ids of the workers that host tasks, from the REST API.
-std::vector<std::string> busy_workers(const cluster& c) {
-  auto job = nlohmann::json::parse(
-      stream::testing::http_get(c.rest_url() + "/api/v1/job"));
-  std::vector<std::string> out;
-  for (const auto& w : job["workers"]) {
-    if (w["used"].get<int>() > 0) out.push_back(w["id"]);
-  }
-  return out;
 }
 
 TEST_F(cluster_test, workers_killed_at_random_moments_lose_nothing) {

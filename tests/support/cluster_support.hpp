@@ -12,12 +12,14 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "process.hpp"
+#include "scrape.hpp"
 
 namespace stream::testing {
 
@@ -184,5 +186,15 @@ class cluster {
   std::uint16_t rest_port_;
   std::string dir_;
 };
+
+/// Ids of the workers that host tasks, from the coordinator's REST API.
+inline std::vector<std::string> busy_workers(const cluster& c) {
+  auto job = nlohmann::json::parse(http_get(c.rest_url() + "/api/v1/job"));
+  std::vector<std::string> out;
+  for (const auto& w : job["workers"]) {
+    if (w["used"].get<int>() > 0) out.push_back(w["id"]);
+  }
+  return out;
+}
 
 }  // namespace stream::testing

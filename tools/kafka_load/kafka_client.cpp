@@ -1,6 +1,7 @@
 #include "kafka_client.hpp"
 
 #include <array>
+#include <cstdio>
 #include <thread>
 #include <utility>
 
@@ -20,7 +21,8 @@ using owned = std::unique_ptr<T, destroyer<destroy>>;
 
 using conf_ptr = owned<rd_kafka_conf_t, rd_kafka_conf_destroy>;
 using topic_ptr = owned<rd_kafka_topic_t, rd_kafka_topic_destroy>;
-using metadata_ptr = owned<const rd_kafka_metadata_t, rd_kafka_metadata_destroy>;
+using metadata_ptr =
+    owned<const rd_kafka_metadata_t, rd_kafka_metadata_destroy>;
 using new_topic_ptr = owned<rd_kafka_NewTopic_t, rd_kafka_NewTopic_destroy>;
 using options_ptr =
     owned<rd_kafka_AdminOptions_t, rd_kafka_AdminOptions_destroy>;
@@ -31,14 +33,20 @@ int timeout_ms(std::chrono::milliseconds d) {
   return static_cast<int>(d.count());
 }
 
-void on_delivery(rd_kafka_t*, const rd_kafka_message_t* message,
-                 void* opaque) {
+void on_delivery(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
   auto& stats = *static_cast<delivery_stats*>(opaque);
   if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     ++stats.delivered;
     return;
   }
   if (stats.failed++ == 0) stats.first_error = rd_kafka_err2str(message->err);
+}
+
+// librdkafka logs from its own threads; stderr writes are atomic per call.
+void on_log(const rd_kafka_t*, int level, const char* facility,
+            const char* text) {
+  std::fprintf(stderr, "kafka_load: librdkafka %s (level %d): %s\n", facility,
+               level, text);
 }
 
 void set(rd_kafka_conf_t* conf, const char* name, const std::string& value) {
@@ -62,8 +70,8 @@ topic_state describe(rd_kafka_t* rk, const std::string& brokers,
   // auto-create topics (allow.auto.create.topics=false), so asking is safe.
   topic_ptr handle{rd_kafka_topic_new(rk, topic.c_str(), nullptr)};
   const rd_kafka_metadata_t* raw = nullptr;
-  auto err = rd_kafka_metadata(rk, 0, handle.get(), &raw,
-                               timeout_ms(request_timeout));
+  auto err =
+      rd_kafka_metadata(rk, 0, handle.get(), &raw, timeout_ms(request_timeout));
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
     throw failure{"cannot reach the Kafka broker at " + brokers + " within " +
                   std::to_string(request_timeout.count() / 1000) + " s (" +
@@ -148,10 +156,11 @@ producer make_producer(const std::string& brokers, acks_mode acks,
   for (const auto& [name, value] : settings) set(conf.get(), name, value);
   rd_kafka_conf_set_dr_msg_cb(conf.get(), on_delivery);
   rd_kafka_conf_set_opaque(conf.get(), &stats);
+  rd_kafka_conf_set_log_cb(conf.get(), on_log);
   std::array<char, 512> error{};
   // rd_kafka_new owns the configuration only when it succeeds.
-  producer rk{rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), error.data(),
-                           error.size())};
+  producer rk{
+      rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), error.data(), error.size())};
   if (!rk)
     throw failure{std::string{"cannot create the producer: "} + error.data()};
   conf.release();
@@ -174,9 +183,8 @@ int prepare_topic(rd_kafka_t* rk, const std::string& brokers,
   for (;;) {
     if (state.exists && state.partitions != partitions)
       throw failure{"topic '" + topic + "' has " +
-                    std::to_string(state.partitions) +
-                    " partitions, not the " + std::to_string(partitions) +
-                    " that --partitions asks for"};
+                    std::to_string(state.partitions) + " partitions, not the " +
+                    std::to_string(partitions) + " that --partitions asks for"};
     if (state.exists && state.with_leader == partitions) return partitions;
     if (std::chrono::steady_clock::now() > deadline)
       throw failure{"topic '" + topic + "' shows " +

@@ -61,11 +61,11 @@ data_stream<T> source(environment& env, source_options options,
 
 /// Adds a Kafka sink writing `serialize(const T&) -> record` to
 /// `options.topic`, at least once or exactly once (`options.guarantee`).
-/// Exactly once needs checkpoints (`--checkpoint-interval`) or a bounded
-/// input: records become visible to `read_committed` consumers when the
-/// checkpoint after them completes. The job refuses to start when the topic
-/// is missing, the broker is unreachable, or the transaction timeout does
-/// not fit the broker's `transaction.max.timeout.ms` and the checkpoint
+/// Exactly once needs checkpoints (`--checkpoint-interval`): records become
+/// visible to `read_committed` consumers when the checkpoint after them
+/// completes. The job refuses to start when the topic is missing, the
+/// broker is unreachable, checkpoints are off (exactly once), or the
+/// transaction timeout does not fit the broker's `transaction.max.timeout.ms` and the checkpoint
 /// interval.
 template <class T, class Serialize>
 data_sink sink(const data_stream<T>& in, sink_options options,

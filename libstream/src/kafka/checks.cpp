@@ -65,27 +65,31 @@ result<std::string> broker_config(rd_kafka_t* rk, const std::string& name) {
 status check_transaction_timeout(rd_kafka_t* rk, const sink_options& options,
                                  const job_options& job) {
   auto timeout = options.transaction_timeout.count();
-  auto interval = job.checkpoint_interval.count();
-  if (interval > 0 && timeout <= interval)
-    return {errc::invalid_config,
-            "the transaction timeout (" + std::to_string(timeout) +
-                " ms) must exceed the checkpoint interval (" +
-                std::to_string(interval) +
-                " ms): a transaction stays open from one checkpoint to the "
-                "next, and the broker would abort it"};
   auto max = broker_config(rk, "transaction.max.timeout.ms");
   if (!max)
     return {max.error().code(),
             "cannot read the broker's transaction.max.timeout.ms at " +
                 options.brokers + ": " + max.error().message()};
-  auto limit = std::stoll(*max);
-  if (timeout > limit)
+  if (timeout > std::stoll(*max))
     return {errc::invalid_config,
             "the transaction timeout (" + std::to_string(timeout) +
                 " ms) exceeds the broker's transaction.max.timeout.ms (" +
                 *max +
                 " ms): the broker would refuse every transaction; lower the "
                 "transaction timeout or raise the broker's limit"};
+  auto interval = job.checkpoint_interval.count();
+  if (interval == 0)
+    return {errc::invalid_config,
+            "an exactly-once Kafka sink commits at checkpoints: set a "
+            "checkpoint interval (--checkpoint-interval), or write at least "
+            "once"};
+  if (timeout <= interval)
+    return {errc::invalid_config,
+            "the transaction timeout (" + std::to_string(timeout) +
+                " ms) must exceed the checkpoint interval (" +
+                std::to_string(interval) +
+                " ms): a transaction stays open from one checkpoint to the "
+                "next, and the broker would abort it"};
   return {};
 }
 

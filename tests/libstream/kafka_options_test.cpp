@@ -1,0 +1,84 @@
+// The Kafka connectors' options and start-up checks that need no broker:
+// names of the enums, refused configurations, and how a failed check names
+// its operator. The broker-facing behaviour is in
+// tests/integration/kafka_test.cpp.
+
+#include <gtest/gtest.h>
+
+#include "stream/environment.hpp"
+#include "stream/kafka.hpp"
+
+namespace stream {
+namespace {
+
+TEST(kafka_options, names_round_trip_and_bad_names_list_the_valid_ones) {
+  for (auto v : {kafka::start_from::earliest, kafka::start_from::latest,
+                 kafka::start_from::committed, kafka::start_from::timestamp})
+    EXPECT_EQ(*kafka::parse_start_from(kafka::to_string(v)), v);
+  for (auto v : {kafka::bad_record_policy::skip,
+                 kafka::bad_record_policy::dead_letter,
+                 kafka::bad_record_policy::fail})
+    EXPECT_EQ(*kafka::parse_bad_record_policy(kafka::to_string(v)), v);
+  for (auto v : {kafka::delivery::at_least_once, kafka::delivery::exactly_once})
+    EXPECT_EQ(*kafka::parse_delivery(kafka::to_string(v)), v);
+
+  auto bad = kafka::parse_start_from("newest");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().message(),
+            "unknown Kafka start position 'newest' (valid: earliest, latest, "
+            "committed, timestamp)");
+  EXPECT_FALSE(kafka::parse_delivery("exactly_once").ok());
+  EXPECT_FALSE(kafka::parse_bad_record_policy("drop").ok());
+}
+
+TEST(kafka_options, configurations_refused_before_asking_the_broker) {
+  job_options job;
+  kafka::source_options in;
+  auto st = kafka::detail::check_source(in, job);
+  EXPECT_EQ(st.code(), errc::invalid_config);
+  EXPECT_EQ(st.message(), "Kafka source: no topic given");
+
+  in.topic = "views";
+  in.bad_records = kafka::bad_record_policy::dead_letter;
+  st = kafka::detail::check_source(in, job);
+  EXPECT_EQ(st.message(),
+            "Kafka source: bad records go to a dead-letter topic, but none "
+            "is given");
+
+  in.bad_records = kafka::bad_record_policy::skip;
+  in.rate = -1;
+  EXPECT_EQ(kafka::detail::check_source(in, job).message(),
+            "Kafka source: the rate must be >= 0");
+
+  kafka::sink_options out;
+  EXPECT_EQ(kafka::detail::check_sink(out, job).message(),
+            "Kafka sink: no topic given");
+}
+
+TEST(kafka_options, a_failed_start_up_check_names_its_operator) {
+  environment env;
+  auto views = kafka::source<std::string>(
+      env, kafka::source_options{},
+      [](const kafka::message& m) { return result<std::string>{std::string{m.value}}; });
+  kafka::sink(views, kafka::sink_options{},
+              [](const std::string& s) { return kafka::record{"", s}; })
+      .name("out");
+  auto st = env.graph().run_checks(env.options());
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.message(), "operator 'kafka_source': Kafka source: no topic given");
+}
+
+TEST(kafka_options, a_watermark_strategy_needs_a_timestamp_assigner) {
+  environment env;
+  EXPECT_THROW(
+      kafka::source<std::string>(
+          env, kafka::source_options{},
+          [](const kafka::message& m) {
+            return result<std::string>{std::string{m.value}};
+          },
+          watermark_strategy<std::string>::for_monotonous_timestamps()),
+      std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace stream
