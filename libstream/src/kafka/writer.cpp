@@ -17,12 +17,15 @@
 // only while no staged checkpoint waits in it; otherwise they wait in memory
 // until it commits (usually a few milliseconds after the barrier).
 
+#include <chrono>
+#include <cstdio>
 #include <random>
 
 #include "kafka/client.hpp"
 #include "stream/checkpoint/snapshot.hpp"
 #include "stream/codec.hpp"
 #include "stream/detail/kafka_io.hpp"
+#include "stream/metrics.hpp"
 #include "stream/options.hpp"
 #include "stream/runtime/stage.hpp"
 
@@ -70,6 +73,9 @@ struct writer::impl {
   std::int64_t txn_max = 0;
   bool live = false;  ///< `current` is produced into the open transaction.
   std::int64_t last_id = 0;
+  counter* committed = nullptr;
+  counter* recommitted = nullptr;
+  gauge* commit_micros = nullptr;
 
   std::string marker_group() const {
     char token[17];
@@ -141,6 +147,7 @@ struct writer::impl {
 };
 
 status writer::impl::commit_open(std::int64_t marker) {
+  auto started = std::chrono::steady_clock::now();
   partition_list offsets{rd_kafka_topic_partition_list_new(1)};
   rd_kafka_topic_partition_list_add(offsets.get(), options.topic.c_str(), 0)
       ->offset = marker;
@@ -155,6 +162,10 @@ status writer::impl::commit_open(std::int64_t marker) {
                       std::to_string(marker),
                   e);
   txn_open = false;
+  committed->add(1);
+  commit_micros->set(std::chrono::duration_cast<std::chrono::microseconds>(
+                         std::chrono::steady_clock::now() - started)
+                         .count());
   auto& staged = state.staged;
   std::erase_if(staged, [marker](const staged_epoch& e) {
     return e.id <= marker;
@@ -252,6 +263,22 @@ result<std::unique_ptr<writer>> writer::open(
       });
   if (!producer) return producer.error();
   self->producer = std::move(*producer);
+  metric_labels labels{{"job", ctx.job_name},
+                       {"operator", ctx.operator_name},
+                       {"subtask", std::to_string(ctx.subtask)}};
+  self->committed = &ctx.metrics->get_counter(
+      "stream_kafka_transactions_committed_total",
+      "Kafka transactions the exactly-once sink committed.", labels);
+  self->recommitted = &ctx.metrics->get_counter(
+      "stream_kafka_recommitted_records_total",
+      "Records of a completed checkpoint that a restored exactly-once sink "
+      "wrote again because their transaction had not committed.",
+      labels);
+  self->commit_micros = &ctx.metrics->get_gauge(
+      "stream_kafka_last_commit_seconds",
+      "Duration of the sink's last transaction commit (marker and "
+      "EndTxn).",
+      labels, 1e-6);
   return std::unique_ptr<writer>{new writer(std::move(self))};
 }
 
@@ -307,6 +334,14 @@ status writer::restore(std::int64_t checkpoint_id, const std::string* state) {
     std::erase_if(s.state.staged, [m = *marker](const staged_epoch& e) {
       return e.id <= m;
     });
+    for (const auto& epoch : s.state.staged) {
+      s.recommitted->add(epoch.keys.size());
+      std::fprintf(stderr,
+                   "stream: Kafka sink %s: checkpoint %lld's %zu records "
+                   "were not committed before the failure; committing them\n",
+                   s.transactional_id.c_str(),
+                   static_cast<long long>(epoch.id), epoch.keys.size());
+    }
   } else {
     std::random_device rd;
     s.state.run_token = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
