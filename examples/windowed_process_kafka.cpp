@@ -28,8 +28,9 @@ namespace kafka = stream::kafka;
 
 template <class T>
 T need(stream::result<T> r, const char* flag) {
-  if (!r) throw std::invalid_argument{std::string{"--"} + flag + ": " +
-                                      r.error().message()};
+  if (!r)
+    throw std::invalid_argument{std::string{"--"} + flag + ": " +
+                                r.error().message()};
   return std::move(*r);
 }
 
@@ -49,9 +50,8 @@ kafka::source_options input_options(const stream::environment& env) {
       static_cast<std::int64_t>(env.arg_u64("start-timestamp"));
   in.bounded = env.arg_u64("bounded") != 0;
   in.rate = env.arg_double("read-rate");
-  in.bad_records =
-      need(kafka::parse_bad_record_policy(env.arg("bad-records")),
-           "bad-records");
+  in.bad_records = need(kafka::parse_bad_record_policy(env.arg("bad-records")),
+                        "bad-records");
   in.dead_letter_topic = env.arg("dead-letter-topic");
   return in;
 }
@@ -90,8 +90,7 @@ int main(int argc, char** argv) {
             .name("output");
       },
       {{"brokers", "Kafka bootstrap servers", "127.0.0.1:9092"},
-       {"input-topic", "topic of page views (\"user,page,ts\")",
-        "page-views"},
+       {"input-topic", "topic of page views (\"user,page,ts\")", "page-views"},
        {"output-topic", "topic for one summary per user and window",
         "views-per-user"},
        {"group", "consumer group (start=committed, monitoring commits)", ""},

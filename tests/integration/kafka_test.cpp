@@ -7,15 +7,17 @@
 // messages into the dead-letter topic; start-up checks of the transaction
 // timeout; start positions, the fail policy and the lag metric.
 
+#include "stream/kafka.hpp"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <algorithm>
 #include <atomic>
-#include <optional>
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -27,7 +29,6 @@
 #include "process.hpp"
 #include "scrape.hpp"
 #include "stream/detail/kafka_io.hpp"
-#include "stream/kafka.hpp"
 #include "stream/metrics.hpp"
 #include "stream/run.hpp"
 #include "windowed_process.hpp"
@@ -70,8 +71,8 @@ std::vector<std::pair<std::string, std::string>> views(
   for (std::uint64_t i = 0; i < n; ++i) {
     auto v = wp::make_view(i, users, per_second);
     if (malformed_every > 0 && (i + 1) % malformed_every == 0)
-      out.emplace_back(std::to_string(v.user), "malformed view #" +
-                                                   std::to_string(i));
+      out.emplace_back(std::to_string(v.user),
+                       "malformed view #" + std::to_string(i));
     else
       out.emplace_back(std::to_string(v.user), wp::to_csv(v));
   }
@@ -82,8 +83,7 @@ std::vector<std::pair<std::string, std::string>> views(
 /// computed straight from the views that parse. Sorted.
 std::vector<std::string> expected_windows(
     const std::vector<std::pair<std::string, std::string>>& input) {
-  std::map<std::pair<std::uint64_t, std::int64_t>,
-           std::vector<wp::page_view>>
+  std::map<std::pair<std::uint64_t, std::int64_t>, std::vector<wp::page_view>>
       windows;
   for (const auto& [key, value] : input) {
     auto v = wp::parse_csv(value);
@@ -133,10 +133,9 @@ std::string diff(const std::vector<std::string>& expected,
 /// The example's command line for these topics.
 std::vector<std::string> job_flags(const std::string& brokers,
                                    const topics& t) {
-  return {"--brokers",           brokers, "--input-topic", t.in,
-          "--output-topic",      t.out,   "--dead-letter-topic",
-          t.dead,                "--bounded", "1",
-          "--transactional-id",  t.out};
+  return {"--brokers",      brokers, "--input-topic",       t.in,
+          "--output-topic", t.out,   "--dead-letter-topic", t.dead,
+          "--bounded",      "1",     "--transactional-id",  t.out};
 }
 
 class kafka_test : public ::testing::Test {
@@ -152,9 +151,9 @@ TEST_F(kafka_test, the_seed_topology_writes_each_window_exactly_once) {
   ASSERT_NE(mkdtemp(dir), nullptr);
   auto argv = job_flags(brokers_, t);
   argv.insert(argv.begin(), binary);
-  argv.insert(argv.end(), {"--parallelism", "2", "--checkpoint-interval",
-                           "200ms", "--checkpoint-dir", dir,
-                           "--metrics-address", ""});
+  argv.insert(argv.end(),
+              {"--parallelism", "2", "--checkpoint-interval", "200ms",
+               "--checkpoint-dir", dir, "--metrics-address", ""});
   child_process job{argv};
   ASSERT_EQ(job.wait(120s), 0) << job.err();
   auto expected = expected_windows(input);
@@ -181,8 +180,8 @@ TEST_F(kafka_test, killed_workers_neither_lose_nor_duplicate_windows) {
   child_process coordinator{c.coordinator_command(command)};
   std::map<std::string, std::unique_ptr<child_process>> workers;
   for (const auto* id : {"w1", "w2", "w3"})
-    workers[id] = std::make_unique<child_process>(
-        c.worker_command(command, id, 1));
+    workers[id] =
+        std::make_unique<child_process>(c.worker_command(command, id, 1));
   ASSERT_TRUE(c.wait_for_checkpoints(2, 30s)) << coordinator.err();
 
   auto seed = std::random_device{}();
@@ -207,9 +206,9 @@ TEST_F(kafka_test, killed_workers_neither_lose_nor_duplicate_windows) {
                flowing_before &&
            clock_type::now() - killed_at < 20s)
       std::this_thread::sleep_for(1ms);
-    auto ms = std::chrono::duration<double, std::milli>(clock_type::now() -
-                                                        killed_at)
-                  .count();
+    auto ms =
+        std::chrono::duration<double, std::milli>(clock_type::now() - killed_at)
+            .count();
     std::printf("kill %d of worker %s: records flowing again after %.0f ms\n",
                 kill + 1, id.c_str(), ms);
     ASSERT_GT(count_of(coordinator.err(), "records flowing again"),
@@ -258,10 +257,9 @@ result<job_report> run_in_process(const std::string& brokers, const topics& t,
   out.brokers = brokers;
   out.topic = t.out;
   out.transactional_id_prefix = t.out;
-  kafka::sink(wp::summarize_views(views), out,
-              [](const wp::user_window& w) {
-                return kafka::record{std::to_string(w.user), wp::to_line(w)};
-              });
+  kafka::sink(wp::summarize_views(views), out, [](const wp::user_window& w) {
+    return kafka::record{std::to_string(w.user), wp::to_line(w)};
+  });
   execution_hooks hooks;
   hooks.registry = std::move(registry);
   auto report = execute(env, hooks);
@@ -284,7 +282,8 @@ TEST_F(kafka_test, malformed_messages_are_counted_and_dead_lettered) {
   // Where each malformed message was in the input.
   std::map<std::string, std::pair<std::int32_t, std::int64_t>> origin;
   for (const auto& m : tk::read_all(brokers_, t.in, true))
-    if (m.value.starts_with("malformed")) origin[m.value] = {m.partition, m.offset};
+    if (m.value.starts_with("malformed"))
+      origin[m.value] = {m.partition, m.offset};
   ASSERT_EQ(origin.size(), 20U);
   auto dead = tk::read_all(brokers_, t.dead, true);
   ASSERT_EQ(dead.size(), 20U);
@@ -308,8 +307,8 @@ TEST_F(kafka_test, the_fail_policy_fails_the_job_at_a_malformed_message) {
   topics t{brokers_};
   tk::produce(brokers_, t.in, views(1'000, 500));
   auto registry = std::make_shared<metrics_registry>();
-  auto report = run_in_process(brokers_, t, kafka::bad_record_policy::fail,
-                               registry);
+  auto report =
+      run_in_process(brokers_, t, kafka::bad_record_policy::fail, registry);
   ASSERT_FALSE(report.ok());
   EXPECT_NE(report.error().message().find("bad record at partition"),
             std::string::npos)
@@ -319,7 +318,8 @@ TEST_F(kafka_test, the_fail_policy_fails_the_job_at_a_malformed_message) {
       << report.error().message();
 }
 
-TEST_F(kafka_test, a_transaction_timeout_the_broker_refuses_is_refused_at_start) {
+TEST_F(kafka_test,
+       a_transaction_timeout_the_broker_refuses_is_refused_at_start) {
   ASSERT_EQ(tk::broker_config(brokers_, "transaction.max.timeout.ms"),
             "900000");
   topics t{brokers_};
@@ -386,6 +386,7 @@ class source_job {
     hooks_.stop = &stop_;
     thread_ = std::thread{[this, env = std::move(env)]() mutable {
       report_ = std::make_unique<result<job_report>>(execute(env, hooks_));
+      ended_ = true;
     }};
   }
   ~source_job() { finish(); }
@@ -397,6 +398,8 @@ class source_job {
     return *report_;
   }
 
+  /// The job ended by itself (end of a bounded input, or a failure).
+  bool ended() const { return ended_; }
   std::size_t windows() const { return windows_ ? windows_->size() : 0; }
   std::vector<wp::page_view> views() const { return views_->records(); }
   std::string metrics() const { return registry_->to_prometheus_text(); }
@@ -405,6 +408,7 @@ class source_job {
   std::shared_ptr<metrics_registry> registry_ =
       std::make_shared<metrics_registry>();
   std::atomic<bool> stop_{false};
+  std::atomic<bool> ended_{false};
   execution_hooks hooks_;
   std::shared_ptr<collected<wp::user_window>> windows_;
   std::shared_ptr<collected<wp::page_view>> views_;
@@ -461,15 +465,18 @@ TEST_F(kafka_test, event_time_is_the_minimum_over_partitions_unless_idle) {
       << "windows did not fire once every partition had views";
 }
 
-TEST_F(kafka_test, starts_at_a_timestamp_or_at_the_groups_offsets_and_reports_lag) {
+TEST_F(kafka_test,
+       starts_at_a_timestamp_or_at_the_groups_offsets_and_reports_lag) {
   auto topic = tk::unique_topic("start");
   tk::create_topic(brokers_, topic, 2);
   std::vector<std::pair<std::string, std::string>> first;
   std::vector<std::pair<std::string, std::string>> second;
   for (std::uint64_t i = 0; i < 100; ++i)
-    first.emplace_back(std::to_string(i), wp::to_csv(wp::make_view(i, users, 100)));
+    first.emplace_back(std::to_string(i),
+                       wp::to_csv(wp::make_view(i, users, 100)));
   for (std::uint64_t i = 100; i < 200; ++i)
-    second.emplace_back(std::to_string(i), wp::to_csv(wp::make_view(i, users, 100)));
+    second.emplace_back(std::to_string(i),
+                        wp::to_csv(wp::make_view(i, users, 100)));
   tk::produce(brokers_, topic, first);
   std::this_thread::sleep_for(20ms);
   auto between = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -489,7 +496,8 @@ TEST_F(kafka_test, starts_at_a_timestamp_or_at_the_groups_offsets_and_reports_la
     ASSERT_TRUE(job.finish().ok()) << job.finish().error().message();
     auto got = job.views();
     EXPECT_EQ(got.size(), 100U);
-    for (const auto& v : got) EXPECT_GE(v.ts, wp::make_view(100, users, 100).ts - 1900);
+    for (const auto& v : got)
+      EXPECT_GE(v.ts, wp::make_view(100, users, 100).ts - 1900);
   }
 
   // Offsets committed to a group: 30 in each partition.
@@ -510,9 +518,9 @@ TEST_F(kafka_test, starts_at_a_timestamp_or_at_the_groups_offsets_and_reports_la
   source_job slow{in, {}, false};
   EXPECT_TRUE(eventually(
       [&] {
-        auto lag = testing::sum_of(slow.metrics(),
-                                   "stream_kafka_consumer_lag_records",
-                                   "topic=\"" + topic + "\"");
+        auto lag =
+            testing::sum_of(slow.metrics(), "stream_kafka_consumer_lag_records",
+                            "topic=\"" + topic + "\"");
         return lag > 100 && lag < 200;
       },
       10s))
@@ -584,10 +592,45 @@ TEST_F(kafka_test, a_restored_sink_commits_what_its_predecessor_staged_once) {
                             "stream_kafka_recommitted_records_total", ""),
             10);
   std::vector<std::string> expected;
-  for (int i = 0; i < 15; ++i) expected.push_back("record " + std::to_string(i));
+  for (int i = 0; i < 15; ++i)
+    expected.push_back("record " + std::to_string(i));
   std::sort(expected.begin(), expected.end());
   auto actual = committed_values(brokers_, topic);
   EXPECT_TRUE(actual == expected) << diff(expected, actual);
+}
+
+TEST_F(kafka_test, a_position_deleted_by_retention_fails_the_job) {
+  auto topic = tk::unique_topic("retention");
+  tk::create_topic(brokers_, topic, 1);
+  // 20 record batches of 10 views, so that fetches can stop between them.
+  for (std::uint64_t b = 0; b < 20; ++b) {
+    std::vector<std::pair<std::string, std::string>> batch;
+    for (std::uint64_t i = b * 10; i < b * 10 + 10; ++i)
+      batch.emplace_back("k", wp::to_csv(wp::make_view(i, users, 100)));
+    tk::produce(brokers_, topic, batch);
+  }
+  kafka::source_options in;
+  in.brokers = brokers_;
+  in.topic = topic;
+  in.rate = 50;  // about 4 s for the topic: still early when it is cut
+  // Small fetches, so that the consumer has not fetched the whole topic
+  // ahead of the source's pace.
+  in.properties = {{"fetch.message.max.bytes", "1024"},
+                   {"queued.max.messages.kbytes", "1"},
+                   {"queued.min.messages", "1"}};
+  source_job job{in, {}, false};
+  ASSERT_TRUE(eventually([&] { return !job.views().empty(); }, 10s));
+  tk::delete_records(brokers_, topic, 0, 150);
+  // The next fetch falls before the log's new start: an error, not a jump
+  // past the deleted views.
+  ASSERT_TRUE(eventually([&] { return job.ended(); }, 20s))
+      << "the job still runs after reading " << job.views().size();
+  const auto& report = job.finish();
+  ASSERT_FALSE(report.ok()) << "read " << job.views().size() << " views";
+  EXPECT_NE(report.error().message().find("no longer in the log"),
+            std::string::npos)
+      << report.error().message();
+  EXPECT_LT(job.views().size(), 150U);
 }
 
 }  // namespace

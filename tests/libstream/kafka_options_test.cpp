@@ -15,9 +15,9 @@ TEST(kafka_options, names_round_trip_and_bad_names_list_the_valid_ones) {
   for (auto v : {kafka::start_from::earliest, kafka::start_from::latest,
                  kafka::start_from::committed, kafka::start_from::timestamp})
     EXPECT_EQ(*kafka::parse_start_from(kafka::to_string(v)), v);
-  for (auto v : {kafka::bad_record_policy::skip,
-                 kafka::bad_record_policy::dead_letter,
-                 kafka::bad_record_policy::fail})
+  for (auto v :
+       {kafka::bad_record_policy::skip, kafka::bad_record_policy::dead_letter,
+        kafka::bad_record_policy::fail})
     EXPECT_EQ(*kafka::parse_bad_record_policy(kafka::to_string(v)), v);
   for (auto v : {kafka::delivery::at_least_once, kafka::delivery::exactly_once})
     EXPECT_EQ(*kafka::parse_delivery(kafka::to_string(v)), v);
@@ -58,14 +58,16 @@ TEST(kafka_options, configurations_refused_before_asking_the_broker) {
 TEST(kafka_options, a_failed_start_up_check_names_its_operator) {
   environment env;
   auto views = kafka::source<std::string>(
-      env, kafka::source_options{},
-      [](const kafka::message& m) { return result<std::string>{std::string{m.value}}; });
-  kafka::sink(views, kafka::sink_options{},
-              [](const std::string& s) { return kafka::record{"", s}; })
-      .name("out");
+      env, kafka::source_options{}, [](const kafka::message& m) {
+        return result<std::string>{std::string{m.value}};
+      });
+  kafka::sink(views, kafka::sink_options{}, [](const std::string& s) {
+    return kafka::record{"", s};
+  }).name("out");
   auto st = env.graph().run_checks(env.options());
   ASSERT_FALSE(st.ok());
-  EXPECT_EQ(st.message(), "operator 'kafka_source': Kafka source: no topic given");
+  EXPECT_EQ(st.message(),
+            "operator 'kafka_source': Kafka source: no topic given");
 }
 
 TEST(kafka_options, a_watermark_strategy_needs_a_timestamp_assigner) {

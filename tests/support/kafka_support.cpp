@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "kafka/owned.hpp"
+
 namespace stream::test::kafka {
 namespace {
 
@@ -21,30 +23,17 @@ using std::chrono::steady_clock;
 constexpr milliseconds request_timeout{10'000};
 constexpr milliseconds delivery_timeout{30'000};
 
-// librdkafka objects each have their own destroy function.
-template <auto destroy>
-struct destroyer {
-  template <class T>
-  void operator()(T* p) const {
-    destroy(p);
-  }
-};
-template <class T, auto destroy>
-using owned = std::unique_ptr<T, destroyer<destroy>>;
-
-using client = owned<rd_kafka_t, rd_kafka_destroy>;
-using conf_ptr = owned<rd_kafka_conf_t, rd_kafka_conf_destroy>;
-using metadata_ptr =
-    owned<const rd_kafka_metadata_t, rd_kafka_metadata_destroy>;
-using topic_ptr = owned<rd_kafka_topic_t, rd_kafka_topic_destroy>;
-using partition_list = owned<rd_kafka_topic_partition_list_t,
-                             rd_kafka_topic_partition_list_destroy>;
-using message_ptr = owned<rd_kafka_message_t, rd_kafka_message_destroy>;
-using options_ptr =
-    owned<rd_kafka_AdminOptions_t, rd_kafka_AdminOptions_destroy>;
-using queue_ptr = owned<rd_kafka_queue_t, rd_kafka_queue_destroy>;
-using event_ptr = owned<rd_kafka_event_t, rd_kafka_event_destroy>;
-using new_topic_ptr = owned<rd_kafka_NewTopic_t, rd_kafka_NewTopic_destroy>;
+using stream::kafka::client;
+using stream::kafka::conf_ptr;
+using stream::kafka::event_ptr;
+using stream::kafka::message_ptr;
+using stream::kafka::metadata_ptr;
+using stream::kafka::new_topic_ptr;
+using stream::kafka::options_ptr;
+using stream::kafka::owned;
+using stream::kafka::partition_list;
+using stream::kafka::queue_ptr;
+using stream::kafka::topic_ptr;
 using config_resource_ptr =
     owned<rd_kafka_ConfigResource_t, rd_kafka_ConfigResource_destroy>;
 
@@ -497,6 +486,26 @@ void commit_offsets(const std::string& brokers, const std::string& group,
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
     fail("committing offsets of group " + group + ": " + rd_kafka_err2str(err));
   rd_kafka_consumer_close(rk.get());
+}
+
+void delete_records(const std::string& brokers, const std::string& topic,
+                    std::int32_t partition, std::int64_t offset) {
+  auto rk = make_client(RD_KAFKA_PRODUCER, {{"bootstrap.servers", brokers}});
+  partition_list offsets{rd_kafka_topic_partition_list_new(1)};
+  rd_kafka_topic_partition_list_add(offsets.get(), topic.c_str(), partition)
+      ->offset = offset;
+  auto* request = rd_kafka_DeleteRecords_new(offsets.get());
+  auto options = admin_options(rk.get(), RD_KAFKA_ADMIN_OP_DELETERECORDS);
+  queue_ptr queue{rd_kafka_queue_new(rk.get())};
+  rd_kafka_DeleteRecords(rk.get(), &request, 1, options.get(), queue.get());
+  rd_kafka_DeleteRecords_destroy(request);
+  auto event = admin_result(queue.get(), "deleting records of " + topic);
+  const auto* result = rd_kafka_DeleteRecords_result_offsets(
+      rd_kafka_event_DeleteRecords_result(event.get()));
+  if (result->cnt != 1 || result->elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    fail("deleting records of " + topic + ": " +
+         rd_kafka_err2str(result->cnt ? result->elems[0].err
+                                      : RD_KAFKA_RESP_ERR__FAIL));
 }
 
 }  // namespace stream::test::kafka

@@ -81,6 +81,11 @@ void commit_offsets(const std::string& brokers, const std::string& group,
                     const std::string& topic,
                     const std::vector<std::int64_t>& offsets);
 
+/// Deletes the records of partition `partition` of `topic` before
+/// `offset` (what retention does), synchronously (10 s).
+void delete_records(const std::string& brokers, const std::string& topic,
+                    std::int32_t partition, std::int64_t offset);
+
 /// The broker's value of configuration `name` (DescribeConfigs on the
 /// first broker in the metadata), e.g. "transaction.max.timeout.ms".
 std::string broker_config(const std::string& brokers, const std::string& name);

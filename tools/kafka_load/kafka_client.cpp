@@ -5,29 +5,18 @@
 #include <thread>
 #include <utility>
 
+#include "kafka/owned.hpp"
+
 namespace kafka_load {
 namespace {
 
-// librdkafka objects each have their own destroy function.
-template <auto destroy>
-struct destroyer {
-  template <class T>
-  void operator()(T* p) const {
-    destroy(p);
-  }
-};
-template <class T, auto destroy>
-using owned = std::unique_ptr<T, destroyer<destroy>>;
-
-using conf_ptr = owned<rd_kafka_conf_t, rd_kafka_conf_destroy>;
-using topic_ptr = owned<rd_kafka_topic_t, rd_kafka_topic_destroy>;
-using metadata_ptr =
-    owned<const rd_kafka_metadata_t, rd_kafka_metadata_destroy>;
-using new_topic_ptr = owned<rd_kafka_NewTopic_t, rd_kafka_NewTopic_destroy>;
-using options_ptr =
-    owned<rd_kafka_AdminOptions_t, rd_kafka_AdminOptions_destroy>;
-using queue_ptr = owned<rd_kafka_queue_t, rd_kafka_queue_destroy>;
-using event_ptr = owned<rd_kafka_event_t, rd_kafka_event_destroy>;
+using stream::kafka::conf_ptr;
+using stream::kafka::event_ptr;
+using stream::kafka::metadata_ptr;
+using stream::kafka::new_topic_ptr;
+using stream::kafka::options_ptr;
+using stream::kafka::queue_ptr;
+using stream::kafka::topic_ptr;
 
 int timeout_ms(std::chrono::milliseconds d) {
   return static_cast<int>(d.count());

@@ -335,7 +335,6 @@ class data_stream : public operator_settings {
         new Stage(std::forward<Args>(args)...)};
   }
 
-
   template <class>
   friend class data_stream;
   template <class, class, class>

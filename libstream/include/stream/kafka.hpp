@@ -65,8 +65,8 @@ data_stream<T> source(environment& env, source_options options,
 /// visible to `read_committed` consumers when the checkpoint after them
 /// completes. The job refuses to start when the topic is missing, the
 /// broker is unreachable, checkpoints are off (exactly once), or the
-/// transaction timeout does not fit the broker's `transaction.max.timeout.ms` and the checkpoint
-/// interval.
+/// transaction timeout does not fit the broker's `transaction.max.timeout.ms`
+/// and the checkpoint interval.
 template <class T, class Serialize>
 data_sink sink(const data_stream<T>& in, sink_options options,
                Serialize serialize) {

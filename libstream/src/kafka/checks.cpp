@@ -10,9 +10,10 @@ namespace stream::kafka::detail {
 namespace {
 
 result<client> admin_client(const std::string& brokers) {
-  return make_client(RD_KAFKA_PRODUCER, {{"bootstrap.servers", brokers},
-                                         {"client.id", "stream-check"},
-                                         {"allow.auto.create.topics", "false"}});
+  return make_client(RD_KAFKA_PRODUCER,
+                     {{"bootstrap.servers", brokers},
+                      {"client.id", "stream-check"},
+                      {"allow.auto.create.topics", "false"}});
 }
 
 status topic_exists(rd_kafka_t* rk, const std::string& brokers,

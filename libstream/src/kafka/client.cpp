@@ -19,13 +19,14 @@ result<E> parse_enum(std::string_view text, const char* what,
     valid += valid.empty() ? "" : ", ";
     valid += name;
   }
-  return status{errc::invalid_argument, std::string{"unknown "} + what +
-                                            " '" + std::string{text} +
+  return status{errc::invalid_argument, std::string{"unknown "} + what + " '" +
+                                            std::string{text} +
                                             "' (valid: " + valid + ")"};
 }
 
 template <class E, std::size_t N>
-std::string_view enum_name(E v, const std::pair<std::string_view, E> (&names)[N]) {
+std::string_view enum_name(E v,
+                           const std::pair<std::string_view, E> (&names)[N]) {
   for (const auto& [name, value] : names)
     if (value == v) return name;
   return "?";
@@ -111,8 +112,8 @@ result<int> partition_count(rd_kafka_t* rk, const std::string& brokers,
   status failed;
   int count = 0;
   if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    auto terr =
-        md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    auto terr = md->topic_cnt == 1 ? md->topics[0].err
+                                   : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
     failed = {errc::not_found, "Kafka topic '" + topic + "' at " + brokers +
                                    ": " + rd_kafka_err2str(terr) +
                                    " (create it first)"};

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "kafka/owned.hpp"
 #include "stream/status.hpp"
 
 namespace stream::runtime {
@@ -23,26 +24,12 @@ namespace stream::kafka::detail {
 /// Every blocking call to the broker waits at most this long.
 inline constexpr int broker_timeout_ms = 10'000;
 
-struct client_deleter {
-  void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
-};
-using client = std::unique_ptr<rd_kafka_t, client_deleter>;
-
-struct partition_list_deleter {
-  void operator()(rd_kafka_topic_partition_list_t* l) const {
-    rd_kafka_topic_partition_list_destroy(l);
-  }
-};
-using partition_list =
-    std::unique_ptr<rd_kafka_topic_partition_list_t, partition_list_deleter>;
-
 /// Creates a consumer or producer from `settings` (applied in order, later
 /// ones win); `extra` may set callbacks on the configuration. Errors name
 /// the property that librdkafka refused.
-result<client> make_client(rd_kafka_type_t type,
-                           const std::map<std::string, std::string>& settings,
-                           const std::function<void(rd_kafka_conf_t*)>& extra =
-                               {});
+result<client> make_client(
+    rd_kafka_type_t type, const std::map<std::string, std::string>& settings,
+    const std::function<void(rd_kafka_conf_t*)>& extra = {});
 
 /// "stream-<job>-<operator>-<subtask>": the client id brokers log.
 std::string client_id(const runtime::stage_context& ctx);

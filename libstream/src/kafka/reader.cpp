@@ -42,8 +42,8 @@ struct reader::impl {
   }
 
   status assign() {
-    partition_list list{rd_kafka_topic_partition_list_new(
-        static_cast<int>(partitions.size()))};
+    partition_list list{
+        rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()))};
     for (std::size_t i = 0; i < partitions.size(); ++i) {
       if (stop[i] >= 0 && next[i] >= stop[i]) done[i] = true;
       if (done[i]) continue;
@@ -76,9 +76,15 @@ struct reader::impl {
         err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
         err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
         err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-        err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)
-      throw std::runtime_error("Kafka source '" + options.topic +
-                               "': " + rd_kafka_message_errstr(m));
+        err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE ||
+        err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET)
+      throw std::runtime_error(
+          "Kafka source '" + options.topic + "' partition " +
+          std::to_string(m->partition) + ": " + rd_kafka_message_errstr(m) +
+          (err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET
+               ? " (the position is no longer in the log: deleted by "
+                 "retention? restart from an earlier offset with --start)"
+               : ""));
     if (errors_reported++ < 100)
       std::fprintf(stderr, "stream: Kafka source '%s': %s (retrying)\n",
                    options.topic.c_str(), rd_kafka_message_errstr(m));
@@ -116,7 +122,10 @@ result<std::unique_ptr<reader>> reader::open(
       {"enable.auto.offset.store", "false"},
       {"enable.partition.eof", "true"},
       {"isolation.level", "read_committed"},
-      {"auto.offset.reset", "earliest"},
+      // Positions come from checkpoints or the start option: an offset
+      // that no longer exists (deleted by retention) is an error, never a
+      // silent jump that loses or repeats data.
+      {"auto.offset.reset", "error"},
       {"allow.auto.create.topics", "false"}};
   for (const auto& [k, v] : options.properties) settings[k] = v;
   auto consumer = make_client(RD_KAFKA_CONSUMER, settings);
@@ -156,16 +165,16 @@ result<std::unique_ptr<reader>> reader::open(
        {"subtask", std::to_string(ctx.subtask)}});
   if (options.bad_records == bad_record_policy::dead_letter) {
     auto* error = &self->delivery_error;
-    auto producer = make_client(
-        RD_KAFKA_PRODUCER,
-        {{"bootstrap.servers", options.brokers},
-         {"client.id", client_id(ctx) + "-dead-letters"},
-         {"enable.idempotence", "true"},
-         {"linger.ms", "5"}},
-        [error](rd_kafka_conf_t* conf) {
-          rd_kafka_conf_set_dr_msg_cb(conf, on_dead_letter);
-          rd_kafka_conf_set_opaque(conf, error);
-        });
+    auto producer =
+        make_client(RD_KAFKA_PRODUCER,
+                    {{"bootstrap.servers", options.brokers},
+                     {"client.id", client_id(ctx) + "-dead-letters"},
+                     {"enable.idempotence", "true"},
+                     {"linger.ms", "5"}},
+                    [error](rd_kafka_conf_t* conf) {
+                      rd_kafka_conf_set_dr_msg_cb(conf, on_dead_letter);
+                      rd_kafka_conf_set_opaque(conf, error);
+                    });
     if (!producer) return producer.error();
     self->dead_letters = std::move(*producer);
   }
@@ -215,8 +224,8 @@ status reader::start() {
     std::int64_t low = 0;
     std::int64_t high = 0;
     auto err = rd_kafka_query_watermark_offsets(
-        s.consumer.get(), s.options.topic.c_str(), s.partitions[i], &low,
-        &high, broker_timeout_ms);
+        s.consumer.get(), s.options.topic.c_str(), s.partitions[i], &low, &high,
+        broker_timeout_ms);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
       return {errc::io_error, "Kafka source: cannot read the offsets of " +
                                   s.options.topic + " partition " +
@@ -311,8 +320,7 @@ status reader::dead_letter(const message& msg, std::string_view error) {
         s.dead_letters.get(),
         RD_KAFKA_V_TOPIC(s.options.dead_letter_topic.c_str()),
         RD_KAFKA_V_KEY(const_cast<char*>(msg.key.data()), msg.key.size()),
-        RD_KAFKA_V_VALUE(const_cast<char*>(msg.value.data()),
-                         msg.value.size()),
+        RD_KAFKA_V_VALUE(const_cast<char*>(msg.value.data()), msg.value.size()),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_HEADER("stream.error", error.data(),
                           static_cast<ssize_t>(error.size())),
@@ -340,12 +348,11 @@ status reader::flush_dead_letters() {
   if (!s.dead_letters) return {};
   auto err = rd_kafka_flush(s.dead_letters.get(), 3 * broker_timeout_ms);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-    return {errc::io_error, "dead letters to '" + s.options.dead_letter_topic +
-                                "' not stored in time: " +
-                                rd_kafka_err2str(err)};
+    return {errc::io_error,
+            "dead letters to '" + s.options.dead_letter_topic +
+                "' not stored in time: " + rd_kafka_err2str(err)};
   if (!s.delivery_error.empty())
-    return {errc::io_error, "a dead letter to '" +
-                                s.options.dead_letter_topic +
+    return {errc::io_error, "a dead letter to '" + s.options.dead_letter_topic +
                                 "' was not stored: " + s.delivery_error};
   return {};
 }
@@ -353,8 +360,8 @@ status reader::flush_dead_letters() {
 void reader::commit_to_group(const std::vector<partition_position>& positions) {
   auto& s = *self_;
   if (positions.empty()) return;
-  partition_list list{rd_kafka_topic_partition_list_new(
-      static_cast<int>(positions.size()))};
+  partition_list list{
+      rd_kafka_topic_partition_list_new(static_cast<int>(positions.size()))};
   for (const auto& p : positions)
     rd_kafka_topic_partition_list_add(list.get(), s.options.topic.c_str(),
                                       p.partition)
@@ -369,10 +376,9 @@ void reader::update_lag() {
   for (std::size_t i = 0; i < s.partitions.size(); ++i) {
     std::int64_t low = -1;
     std::int64_t high = -1;
-    if (rd_kafka_get_watermark_offsets(s.consumer.get(),
-                                       s.options.topic.c_str(),
-                                       s.partitions[i], &low, &high) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR &&
+    if (rd_kafka_get_watermark_offsets(
+            s.consumer.get(), s.options.topic.c_str(), s.partitions[i], &low,
+            &high) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         high >= 0)
       s.lag[i]->set(std::max<std::int64_t>(0, high - s.next[i]));
   }

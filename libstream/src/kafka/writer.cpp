@@ -88,8 +88,8 @@ struct writer::impl {
     bool abortable = error && rd_kafka_error_txn_requires_abort(error);
     auto text = take_error(error);
     if (abortable) {
-      take_error(rd_kafka_abort_transaction(producer.get(),
-                                            transaction_timeout_ms));
+      take_error(
+          rd_kafka_abort_transaction(producer.get(), transaction_timeout_ms));
       txn_open = false;
     }
     return {errc::io_error, "Kafka sink '" + options.topic + "' (" +
@@ -106,16 +106,16 @@ struct writer::impl {
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
       // A full queue drains as the broker acknowledges: wait (bounded).
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || attempt >= 6000)
-        return {errc::io_error, "Kafka sink '" + options.topic +
-                                    "': cannot produce: " +
-                                    rd_kafka_err2str(err)};
+        return {errc::io_error,
+                "Kafka sink '" + options.topic +
+                    "': cannot produce: " + rd_kafka_err2str(err)};
       rd_kafka_poll(producer.get(), 10);
     }
     if (++writes % 1024 == 0) rd_kafka_poll(producer.get(), 0);
     if (!delivery_error.empty())
-      return {errc::io_error, "Kafka sink '" + options.topic +
-                                  "': a message was not delivered: " +
-                                  delivery_error};
+      return {errc::io_error,
+              "Kafka sink '" + options.topic +
+                  "': a message was not delivered: " + delivery_error};
     return {};
   }
 
@@ -126,9 +126,9 @@ struct writer::impl {
                                   "': messages not acknowledged in time: " +
                                   rd_kafka_err2str(err)};
     if (!delivery_error.empty())
-      return {errc::io_error, "Kafka sink '" + options.topic +
-                                  "': a message was not delivered: " +
-                                  delivery_error};
+      return {errc::io_error,
+              "Kafka sink '" + options.topic +
+                  "': a message was not delivered: " + delivery_error};
     return {};
   }
 
@@ -156,20 +156,19 @@ status writer::impl::commit_open(std::int64_t marker) {
       producer.get(), offsets.get(), group, transaction_timeout_ms);
   rd_kafka_consumer_group_metadata_destroy(group);
   if (error) return failed("cannot add the commit marker", error);
-  if (auto* e = rd_kafka_commit_transaction(producer.get(),
-                                            transaction_timeout_ms))
-    return failed("cannot commit the transaction of checkpoint " +
-                      std::to_string(marker),
-                  e);
+  if (auto* e =
+          rd_kafka_commit_transaction(producer.get(), transaction_timeout_ms))
+    return failed(
+        "cannot commit the transaction of checkpoint " + std::to_string(marker),
+        e);
   txn_open = false;
   committed->add(1);
   commit_micros->set(std::chrono::duration_cast<std::chrono::microseconds>(
                          std::chrono::steady_clock::now() - started)
                          .count());
   auto& staged = state.staged;
-  std::erase_if(staged, [marker](const staged_epoch& e) {
-    return e.id <= marker;
-  });
+  std::erase_if(staged,
+                [marker](const staged_epoch& e) { return e.id <= marker; });
   return {};
 }
 
@@ -208,17 +207,17 @@ status writer::impl::settle(std::int64_t completed) {
 }
 
 result<std::int64_t> writer::impl::read_marker() {
-  auto consumer = make_client(
-      RD_KAFKA_CONSUMER, {{"bootstrap.servers", options.brokers},
-                          {"group.id", marker_group()},
-                          {"enable.auto.commit", "false"},
-                          {"isolation.level", "read_committed"}});
+  auto consumer =
+      make_client(RD_KAFKA_CONSUMER, {{"bootstrap.servers", options.brokers},
+                                      {"group.id", marker_group()},
+                                      {"enable.auto.commit", "false"},
+                                      {"isolation.level", "read_committed"}});
   if (!consumer) return consumer.error();
   partition_list list{rd_kafka_topic_partition_list_new(1)};
   auto* tp =
       rd_kafka_topic_partition_list_add(list.get(), options.topic.c_str(), 0);
-  auto err = rd_kafka_committed(consumer->get(), list.get(),
-                                transaction_timeout_ms);
+  auto err =
+      rd_kafka_committed(consumer->get(), list.get(), transaction_timeout_ms);
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) err = tp->err;
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
     return status{errc::io_error, "Kafka sink '" + options.topic +
@@ -323,32 +322,30 @@ status writer::restore(std::int64_t checkpoint_id, const std::string* state) {
   if (!s.exactly_once) return {};
   // Fences every older producer of this transactional id and aborts the
   // transaction it left open.
-  if (auto* e = rd_kafka_init_transactions(s.producer.get(),
-                                           transaction_timeout_ms))
+  if (auto* e =
+          rd_kafka_init_transactions(s.producer.get(), transaction_timeout_ms))
     return s.failed("cannot initialize transactions", e);
   if (state) {
     if (auto st = checkpoint::decode_all(*state, s.state); !st.ok())
       return {st.code(), "Kafka sink state: " + st.message()};
     auto marker = s.read_marker();
     if (!marker) return marker.error();
-    std::erase_if(s.state.staged, [m = *marker](const staged_epoch& e) {
-      return e.id <= m;
-    });
+    std::erase_if(s.state.staged,
+                  [m = *marker](const staged_epoch& e) { return e.id <= m; });
     for (const auto& epoch : s.state.staged) {
       s.recommitted->add(epoch.keys.size());
       std::fprintf(stderr,
                    "stream: Kafka sink %s: checkpoint %lld's %zu records "
                    "were not committed before the failure; committing them\n",
-                   s.transactional_id.c_str(),
-                   static_cast<long long>(epoch.id), epoch.keys.size());
+                   s.transactional_id.c_str(), static_cast<long long>(epoch.id),
+                   epoch.keys.size());
     }
   } else {
     std::random_device rd;
-    s.state.run_token = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
-                        static_cast<std::uint64_t>(
-                            std::chrono::steady_clock::now()
-                                .time_since_epoch()
-                                .count());
+    s.state.run_token =
+        (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
+        static_cast<std::uint64_t>(
+            std::chrono::steady_clock::now().time_since_epoch().count());
     s.state.staged.clear();
   }
   // What is staged in a restored checkpoint belongs to a completed one.

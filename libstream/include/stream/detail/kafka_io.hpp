@@ -140,8 +140,8 @@ class reader {
 
   /// Connects, reads the topic's partition count and picks this subtask's
   /// partitions. Errors: broker unreachable, topic missing, bad properties.
-  static result<std::unique_ptr<reader>> open(const source_options& options,
-                                              const runtime::stage_context& ctx);
+  static result<std::unique_ptr<reader>> open(
+      const source_options& options, const runtime::stage_context& ctx);
   ~reader();
 
   /// The partitions of this subtask, ascending.
@@ -190,8 +190,8 @@ class reader {
 /// transaction already got committed. Not thread-safe.
 class writer {
  public:
-  static result<std::unique_ptr<writer>> open(const sink_options& options,
-                                              const runtime::stage_context& ctx);
+  static result<std::unique_ptr<writer>> open(
+      const sink_options& options, const runtime::stage_context& ctx);
   ~writer();
 
   /// Errors (delivery, fenced producer, broker) fail the task.

@@ -54,12 +54,7 @@ class source_stage final : public stream::detail::source_base<T> {
         strategy_(std::move(strategy)),
         rate_(options_.rate / ctx.parallelism),
         interval_(ctx.options->watermark_interval),
-        bad_(&ctx.metrics->get_counter(
-            "stream_bad_records_total",
-            "Input records that could not be parsed and were skipped.",
-            {{"job", ctx.job_name},
-             {"operator", ctx.operator_name},
-             {"subtask", std::to_string(ctx.subtask)}})) {}
+        bad_(&stream::detail::bad_records_counter(ctx)) {}
 
   status open() override {
     auto r = reader::open(options_, ctx_);
@@ -84,9 +79,9 @@ class source_stage final : public stream::detail::source_base<T> {
     if (rate_ > 0) {
       auto elapsed = std::chrono::duration<double>(now - start_).count();
       auto due = static_cast<std::uint64_t>(elapsed * rate_) + 1;
-      if (due <= consumed_) return throttled(now + std::chrono::milliseconds{2});
-      n = static_cast<std::size_t>(
-          std::min<std::uint64_t>(n, due - consumed_));
+      if (due <= consumed_)
+        return throttled(now + std::chrono::milliseconds{2});
+      n = static_cast<std::size_t>(std::min<std::uint64_t>(n, due - consumed_));
     }
     auto got = reader_->poll(
         n, [this, now](std::size_t i, const message& m) { take(i, m, now); });
@@ -98,11 +93,17 @@ class source_stage final : public stream::detail::source_base<T> {
     }
     if (strategy_ && (interval_.count() == 0 || now - last_emit_ >= interval_))
       emit_watermark(now);
-    if (got > 0) return {};
+    if (got > 0) {
+      empty_polls_ = 0;
+      return {};
+    }
     if (reader_->finished()) return finish_input();
-    // Nothing fetched yet: librdkafka fetches in the background; look again
-    // shortly instead of blocking the actor's thread in a poll.
-    return throttled(now + std::chrono::milliseconds{2});
+    // Nothing fetched: librdkafka fetches in the background. Look again
+    // soon instead of blocking the actor's thread in a poll, backing off
+    // from 1 ms to 10 ms while the partitions stay empty (latency against
+    // wake-ups of idle subtasks).
+    empty_polls_ = std::min(empty_polls_ + 1, 10);
+    return throttled(now + std::chrono::milliseconds{empty_polls_});
   }
 
   /// The flush timer: periodic watermark and idleness.
@@ -230,6 +231,7 @@ class source_stage final : public stream::detail::source_base<T> {
   std::unique_ptr<reader> reader_;
   bool positioned_ = false;
   std::uint64_t consumed_ = 0;
+  int empty_polls_ = 0;
   clock::time_point start_;
   clock::time_point last_emit_;
   clock::time_point last_lag_;
@@ -264,9 +266,8 @@ class sink_stage final : public runtime::consumer<T> {
 
   status restore_state(const checkpoint::restored_state& in) override {
     started_ = true;
-    return writer_->restore(in.checkpoint_id, in.has_operator_state
-                                                  ? &in.operator_state
-                                                  : nullptr);
+    return writer_->restore(
+        in.checkpoint_id, in.has_operator_state ? &in.operator_state : nullptr);
   }
 
   void push(std::vector<T>& records) override {

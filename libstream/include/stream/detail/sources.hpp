@@ -240,6 +240,16 @@ enum class bad_records : std::uint8_t {
   fail,  ///< Fail the job at the first one.
 };
 
+/// `stream_bad_records_total` of a parsing source subtask.
+inline counter& bad_records_counter(const runtime::stage_context& ctx) {
+  return ctx.metrics->get_counter(
+      "stream_bad_records_total",
+      "Input records that could not be parsed and were skipped.",
+      {{"job", ctx.job_name},
+       {"operator", ctx.operator_name},
+       {"subtask", std::to_string(ctx.subtask)}});
+}
+
 /// Emits `parse(line)` for each line of a text file (parallelism 1). A line
 /// that does not parse is counted in `stream_bad_records_total`, reported
 /// on stderr as "<path>:<line>: <reason>" (the first 1000; then counted
@@ -254,12 +264,7 @@ class parsed_file_source final : public source_base<T> {
         path_(std::move(path)),
         parse_(std::move(parse)),
         policy_(policy),
-        bad_(&ctx.metrics->get_counter(
-            "stream_bad_records_total",
-            "Input records that could not be parsed and were skipped.",
-            {{"job", ctx.job_name},
-             {"operator", ctx.operator_name},
-             {"subtask", std::to_string(ctx.subtask)}})) {}
+        bad_(&bad_records_counter(ctx)) {}
 
   status open() override {
     auto reader = line_reader::open(path_);
