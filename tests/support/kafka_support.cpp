@@ -63,19 +63,14 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
 client make_client(rd_kafka_type_t type,
                    const std::map<std::string, std::string>& settings,
                    delivery_stats* stats = nullptr) {
-  conf_ptr conf{rd_kafka_conf_new()};
-  std::array<char, 512> error{};
-  for (const auto& [name, value] : settings)
-    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), error.data(),
-                          error.size()) != RD_KAFKA_CONF_OK)
-      fail("librdkafka refused " + name + "=" + value + ": " + error.data());
-  if (stats != nullptr) {
-    rd_kafka_conf_set_dr_msg_cb(conf.get(), on_delivery);
-    rd_kafka_conf_set_opaque(conf.get(), stats);
-  }
-  client rk{rd_kafka_new(type, conf.get(), error.data(), error.size())};
-  if (!rk) fail(std::string{"cannot create a client: "} + error.data());
-  conf.release();  // rd_kafka_new owns it now
+  std::string error;
+  auto rk = stream::kafka::new_client(
+      type, settings, error, [stats](rd_kafka_conf_t* conf) {
+        if (stats == nullptr) return;
+        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+        rd_kafka_conf_set_opaque(conf, stats);
+      });
+  if (!rk) fail("librdkafka: " + error);
   return rk;
 }
 

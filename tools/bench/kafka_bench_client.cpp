@@ -15,15 +15,10 @@ namespace kafka_bench {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-using message_ptr =
-    std::unique_ptr<rd_kafka_message_t, destroyer<rd_kafka_message_destroy>>;
-using partition_list =
-    std::unique_ptr<rd_kafka_topic_partition_list_t,
-                    destroyer<rd_kafka_topic_partition_list_destroy>>;
-using queue_ptr =
-    std::unique_ptr<rd_kafka_queue_t, destroyer<rd_kafka_queue_destroy>>;
-using event_ptr =
-    std::unique_ptr<rd_kafka_event_t, destroyer<rd_kafka_event_destroy>>;
+using stream::kafka::event_ptr;
+using stream::kafka::message_ptr;
+using stream::kafka::partition_list;
+using stream::kafka::queue_ptr;
 
 // After the job ended, its output counts as read once every partition
 // stood at its end this long: a fetch answers within 20 ms, so an end of
@@ -35,21 +30,9 @@ constexpr int delete_timeout_ms = 30'000;
 
 client make_client(rd_kafka_type_t type,
                    const std::map<std::string, std::string>& settings) {
-  auto* conf = rd_kafka_conf_new();
-  std::array<char, 512> error{};
-  for (const auto& [name, value] : settings) {
-    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), error.data(),
-                          error.size()) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      throw std::runtime_error("librdkafka refused " + name + "=" + value +
-                               ": " + error.data());
-    }
-  }
-  client rk{rd_kafka_new(type, conf, error.data(), error.size())};
-  if (!rk) {
-    rd_kafka_conf_destroy(conf);
-    throw std::runtime_error(std::string{"librdkafka: "} + error.data());
-  }
+  std::string error;
+  auto rk = stream::kafka::new_client(type, settings, error);
+  if (!rk) throw std::runtime_error("librdkafka: " + error);
   return rk;
 }
 

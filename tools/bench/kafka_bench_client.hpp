@@ -15,16 +15,11 @@
 #include <thread>
 #include <vector>
 
+#include "kafka/owned.hpp"
+
 namespace kafka_bench {
 
-template <auto destroy>
-struct destroyer {
-  template <class T>
-  void operator()(T* p) const {
-    destroy(p);
-  }
-};
-using client = std::unique_ptr<rd_kafka_t, destroyer<rd_kafka_destroy>>;
+using stream::kafka::client;
 
 /// Wall-clock milliseconds since the epoch: the clock of the views'
 /// timestamps (kafka_load --event-time now).

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdio>
+#include <map>
 #include <thread>
 #include <utility>
 
@@ -36,14 +37,6 @@ void on_log(const rd_kafka_t*, int level, const char* facility,
             const char* text) {
   std::fprintf(stderr, "kafka_load: librdkafka %s (level %d): %s\n", facility,
                level, text);
-}
-
-void set(rd_kafka_conf_t* conf, const char* name, const std::string& value) {
-  std::array<char, 512> error{};
-  if (rd_kafka_conf_set(conf, name, value.c_str(), error.data(),
-                        error.size()) != RD_KAFKA_CONF_OK)
-    throw failure{std::string{"librdkafka refused "} + name + "=" + value +
-                  ": " + error.data()};
 }
 
 /// What the broker's metadata says about one topic.
@@ -124,9 +117,8 @@ void create(rd_kafka_t* rk, const std::string& topic, int partitions) {
 
 producer make_producer(const std::string& brokers, acks_mode acks,
                        delivery_stats& stats) {
-  conf_ptr conf{rd_kafka_conf_new()};
   const bool all = acks == acks_mode::all;
-  const std::pair<const char*, std::string> settings[] = {
+  const std::map<std::string, std::string> settings{
       {"bootstrap.servers", brokers},
       {"client.id", "kafka_load"},
       {"acks", all ? "all" : "1"},
@@ -142,18 +134,15 @@ producer make_producer(const std::string& brokers, acks_mode acks,
       {"message.timeout.ms", "30000"},
       {"allow.auto.create.topics", "false"},
   };
-  for (const auto& [name, value] : settings) set(conf.get(), name, value);
-  rd_kafka_conf_set_dr_msg_cb(conf.get(), on_delivery);
-  rd_kafka_conf_set_opaque(conf.get(), &stats);
-  rd_kafka_conf_set_log_cb(conf.get(), on_log);
-  std::array<char, 512> error{};
-  // rd_kafka_new owns the configuration only when it succeeds.
-  producer rk{
-      rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), error.data(), error.size())};
-  if (!rk)
-    throw failure{std::string{"cannot create the producer: "} + error.data()};
-  conf.release();
-  return rk;
+  std::string error;
+  auto rk = stream::kafka::new_client(
+      RD_KAFKA_PRODUCER, settings, error, [&stats](rd_kafka_conf_t* conf) {
+        rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+        rd_kafka_conf_set_opaque(conf, &stats);
+        rd_kafka_conf_set_log_cb(conf, on_log);
+      });
+  if (!rk) throw failure{"librdkafka: " + error};
+  return producer{rk.release()};
 }
 
 int prepare_topic(rd_kafka_t* rk, const std::string& brokers,

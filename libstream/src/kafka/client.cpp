@@ -73,24 +73,10 @@ namespace stream::kafka::detail {
 result<client> make_client(rd_kafka_type_t type,
                            const std::map<std::string, std::string>& settings,
                            const std::function<void(rd_kafka_conf_t*)>& extra) {
-  char err[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  for (const auto& [key, value] : settings) {
-    if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof err) !=
-        RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return status{errc::invalid_config,
-                    "Kafka property " + key + "=" + value + ": " + err};
-    }
-  }
-  if (extra) extra(conf);
-  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof err);
-  if (!rk) {
-    rd_kafka_conf_destroy(conf);
-    return status{errc::invalid_config,
-                  std::string{"cannot create a Kafka client: "} + err};
-  }
-  return client{rk};
+  std::string error;
+  auto rk = new_client(type, settings, error, extra);
+  if (!rk) return status{errc::invalid_config, "Kafka " + error};
+  return rk;
 }
 
 std::string client_id(const runtime::stage_context& ctx) {
