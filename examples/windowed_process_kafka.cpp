@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
         "page-views-dead-letters"},
        {"delivery", "exactly-once or at-least-once", "exactly-once"},
        {"transaction-timeout", "Kafka transaction timeout (exactly-once)",
-        "60s"},
+        "5m"},
        {"transactional-id", "transactional id prefix (default job-operator)",
         ""},
        {"idle-timeout", "a partition without views this long is idle", "5s"}});

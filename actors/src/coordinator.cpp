@@ -394,6 +394,7 @@ void coordinator::complete() {
   }
   if (p.stop || p.final) {
     stopped_ = p.stop;
+    final_id_ = p.id;
     phase_ = phase::stopping;
     shutdown_all();
     return;
@@ -473,6 +474,17 @@ void coordinator::on_finished(std::uint32_t chain, std::uint32_t subtask) {
 }
 
 void coordinator::on_failure(const std::string& what) {
+  if (phase_ == phase::stopping && final_id_ >= 0 && failure_.ok()) {
+    // A transactional sink could not commit the last checkpoint's output:
+    // the job must not report success. Restoring that checkpoint commits
+    // what it staged.
+    failure_ = status{errc::operator_failed,
+                      what + " (after the final checkpoint " +
+                          std::to_string(final_id_) +
+                          " completed: its output may not be committed; "
+                          "restore from it to commit it)"};
+    return;
+  }
   if (phase_ != phase::running) return;
   auto delay = policy_.on_failure(clock::now());
   // Leave the running phase first: aborting the pending checkpoint must not

@@ -194,6 +194,9 @@ class coordinator final : public caf::event_based_actor {
 
   status failure_;
   bool stopped_ = false;
+  /// Id of the final (or stop-with-savepoint) checkpoint once it completed:
+  /// a task failing after that failed to commit its output (-1: none yet).
+  std::int64_t final_id_ = -1;
   std::string savepoint_folder_;
 
   counter* completed_total_ = nullptr;

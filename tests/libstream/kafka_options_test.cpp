@@ -1,7 +1,7 @@
 // The Kafka connectors' options and start-up checks that need no broker:
 // names of the enums, refused configurations, and how a failed check names
 // its operator. The broker-facing behaviour is in
-// tests/integration/kafka_test.cpp.
+// tests/integration/kafka_test.cpp and kafka_connector_test.cpp.
 
 #include <gtest/gtest.h>
 

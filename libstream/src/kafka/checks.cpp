@@ -1,6 +1,8 @@
 // Start-up checks of the Kafka connectors, run by the coordinator before any
 // task is deployed.
 
+#include <charconv>
+
 #include "kafka/client.hpp"
 #include "stream/detail/kafka_io.hpp"
 #include "stream/options.hpp"
@@ -9,11 +11,17 @@ namespace stream::kafka::detail {
 
 namespace {
 
-result<client> admin_client(const std::string& brokers) {
-  return make_client(RD_KAFKA_PRODUCER,
-                     {{"bootstrap.servers", brokers},
-                      {"client.id", "stream-check"},
-                      {"allow.auto.create.topics", "false"}});
+/// A client for the checks, with the connector's own properties (security
+/// settings) applied.
+result<client> admin_client(
+    const std::string& brokers,
+    const std::map<std::string, std::string>& properties) {
+  std::map<std::string, std::string> settings{
+      {"bootstrap.servers", brokers},
+      {"client.id", "stream-check"},
+      {"allow.auto.create.topics", "false"}};
+  for (const auto& [k, v] : properties) settings[k] = v;
+  return make_client(RD_KAFKA_PRODUCER, settings);
 }
 
 status topic_exists(rd_kafka_t* rk, const std::string& brokers,
@@ -63,21 +71,9 @@ result<std::string> broker_config(rd_kafka_t* rk, const std::string& name) {
   return out;
 }
 
-status check_transaction_timeout(rd_kafka_t* rk, const sink_options& options,
-                                 const job_options& job) {
+/// What can be refused without asking the broker.
+status check_sink_config(const sink_options& options, const job_options& job) {
   auto timeout = options.transaction_timeout.count();
-  auto max = broker_config(rk, "transaction.max.timeout.ms");
-  if (!max)
-    return {max.error().code(),
-            "cannot read the broker's transaction.max.timeout.ms at " +
-                options.brokers + ": " + max.error().message()};
-  if (timeout > std::stoll(*max))
-    return {errc::invalid_config,
-            "the transaction timeout (" + std::to_string(timeout) +
-                " ms) exceeds the broker's transaction.max.timeout.ms (" +
-                *max +
-                " ms): the broker would refuse every transaction; lower the "
-                "transaction timeout or raise the broker's limit"};
   auto interval = job.checkpoint_interval.count();
   if (interval == 0)
     return {errc::invalid_config,
@@ -94,6 +90,29 @@ status check_transaction_timeout(rd_kafka_t* rk, const sink_options& options,
   return {};
 }
 
+status check_transaction_timeout(rd_kafka_t* rk, const sink_options& options) {
+  auto timeout = options.transaction_timeout.count();
+  auto max = broker_config(rk, "transaction.max.timeout.ms");
+  if (!max)
+    return {max.error().code(),
+            "cannot read the broker's transaction.max.timeout.ms at " +
+                options.brokers + ": " + max.error().message()};
+  long long limit = 0;
+  auto [end, ec] =
+      std::from_chars(max->data(), max->data() + max->size(), limit);
+  if (ec != std::errc{})
+    return {errc::io_error,
+            "the broker's transaction.max.timeout.ms is not a number: " + *max};
+  if (timeout > limit)
+    return {errc::invalid_config,
+            "the transaction timeout (" + std::to_string(timeout) +
+                " ms) exceeds the broker's transaction.max.timeout.ms (" +
+                *max +
+                " ms): the broker would refuse every transaction; lower the "
+                "transaction timeout or raise the broker's limit"};
+  return {};
+}
+
 }  // namespace
 
 status check_source(const source_options& options, const job_options&) {
@@ -106,7 +125,7 @@ status check_source(const source_options& options, const job_options&) {
     return {errc::invalid_config,
             "Kafka source: bad records go to a dead-letter topic, but none "
             "is given"};
-  auto rk = admin_client(options.brokers);
+  auto rk = admin_client(options.brokers, options.properties);
   if (!rk) return rk.error();
   if (auto st = topic_exists(rk->get(), options.brokers, options.topic);
       !st.ok())
@@ -119,13 +138,17 @@ status check_source(const source_options& options, const job_options&) {
 status check_sink(const sink_options& options, const job_options& job) {
   if (options.topic.empty())
     return {errc::invalid_config, "Kafka sink: no topic given"};
-  auto rk = admin_client(options.brokers);
+  bool exactly_once = options.guarantee == delivery::exactly_once;
+  if (exactly_once) {
+    if (auto st = check_sink_config(options, job); !st.ok()) return st;
+  }
+  auto rk = admin_client(options.brokers, options.properties);
   if (!rk) return rk.error();
   if (auto st = topic_exists(rk->get(), options.brokers, options.topic);
       !st.ok())
     return st;
-  if (options.guarantee != delivery::exactly_once) return {};
-  return check_transaction_timeout(rk->get(), options, job);
+  if (!exactly_once) return {};
+  return check_transaction_timeout(rk->get(), options);
 }
 
 }  // namespace stream::kafka::detail

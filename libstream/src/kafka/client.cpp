@@ -87,6 +87,9 @@ std::string client_id(const runtime::stage_context& ctx) {
 result<int> partition_count(rd_kafka_t* rk, const std::string& brokers,
                             const std::string& topic) {
   rd_kafka_topic_t* handle = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  if (!handle)
+    return status{errc::invalid_config,
+                  "invalid Kafka topic name '" + topic.substr(0, 300) + "'"};
   const rd_kafka_metadata_t* md = nullptr;
   auto err = rd_kafka_metadata(rk, 0, handle, &md, broker_timeout_ms);
   rd_kafka_topic_destroy(handle);

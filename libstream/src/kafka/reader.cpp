@@ -22,6 +22,8 @@ struct reader::impl {
   std::vector<std::int64_t> next;  ///< Per partition index.
   std::vector<std::int64_t> stop;  ///< -1: unbounded.
   std::vector<bool> done;
+  /// Reached the end of the partition and got nothing since.
+  std::vector<bool> at_end;
   std::vector<std::size_t> index_of;  ///< Partition id -> index.
   /// The messages of the last poll: the views handed out point into them.
   std::vector<rd_kafka_message_t*> fetched;
@@ -145,6 +147,7 @@ result<std::unique_ptr<reader>> reader::open(
   self->next.assign(n, 0);
   self->stop.assign(n, -1);
   self->done.assign(n, false);
+  self->at_end.assign(n, false);
   for (auto p : self->partitions) {
     self->lag.push_back(&ctx.metrics->get_gauge(
         "stream_kafka_consumer_lag_records",
@@ -178,6 +181,9 @@ result<std::unique_ptr<reader>> reader::open(
     if (!producer) return producer.error();
     self->dead_letters = std::move(*producer);
   }
+  // Broker-level errors (all brokers down, authentication) arrive on the
+  // consumer queue too, and are reported by poll().
+  rd_kafka_poll_set_consumer(self->consumer.get());
   self->queue = rd_kafka_queue_get_consumer(self->consumer.get());
   return std::unique_ptr<reader>{new reader(std::move(self))};
 }
@@ -200,6 +206,7 @@ result<std::int64_t> reader::impl::start_offset(std::int32_t partition,
       return high;
     case start_from::committed:
       err = rd_kafka_committed(consumer.get(), list.get(), broker_timeout_ms);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) err = tp->err;
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
         return tp->offset >= 0 ? std::max(tp->offset, low) : low;
       break;
@@ -207,6 +214,7 @@ result<std::int64_t> reader::impl::start_offset(std::int32_t partition,
       tp->offset = options.start_timestamp_ms;
       err = rd_kafka_offsets_for_times(consumer.get(), list.get(),
                                        broker_timeout_ms);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) err = tp->err;
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
         return tp->offset >= 0 ? tp->offset : high;
       break;
@@ -278,8 +286,10 @@ std::size_t reader::poll(std::size_t max, const message_fn& fn) {
     auto p = static_cast<std::size_t>(m->partition);
     auto i = p < s.index_of.size() ? s.index_of[p] : SIZE_MAX;
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      if (i != SIZE_MAX && s.stop[i] >= 0 && m->offset >= s.stop[i])
-        s.mark_done(i);
+      if (i != SIZE_MAX) {
+        s.at_end[i] = true;
+        if (s.stop[i] >= 0 && m->offset >= s.stop[i]) s.mark_done(i);
+      }
       continue;
     }
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -292,6 +302,7 @@ std::size_t reader::poll(std::size_t max, const message_fn& fn) {
       continue;
     }
     s.next[i] = m->offset + 1;
+    s.at_end[i] = false;
     if (s.stop[i] >= 0 && s.next[i] >= s.stop[i]) s.mark_done(i);
     message view;
     view.key = {static_cast<const char*>(m->key), m->key_len};
@@ -303,6 +314,14 @@ std::size_t reader::poll(std::size_t max, const message_fn& fn) {
     ++handed;
   }
   return handed;
+}
+
+bool reader::at_end(std::size_t index) const noexcept {
+  return self_->at_end[index] || self_->done[index];
+}
+
+std::size_t reader::topic_partitions() const noexcept {
+  return self_->index_of.size();
 }
 
 bool reader::finished() const noexcept {

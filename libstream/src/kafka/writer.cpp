@@ -41,16 +41,29 @@ struct staged_epoch {
 STREAM_FIELDS(staged_epoch, id, keys, values);
 
 struct writer_state {
+  std::string transactional_id;
   std::uint64_t run_token = 0;
   std::vector<staged_epoch> staged;
 };
-STREAM_FIELDS(writer_state, run_token, staged);
+STREAM_FIELDS(writer_state, transactional_id, run_token, staged);
+
+std::uint64_t new_run_token() {
+  std::random_device rd;
+  return (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
+         static_cast<std::uint64_t>(
+             std::chrono::steady_clock::now().time_since_epoch().count());
+}
 
 void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   auto* error = static_cast<std::string*>(opaque);
   if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && error->empty())
     *error = rd_kafka_err2str(m->err);
 }
+
+/// Records that wait in memory for a pending checkpoint to complete (see
+/// above) at the most; beyond, checkpoints are failing or far too slow, and
+/// the task fails (recovering from the last checkpoint) instead of growing.
+constexpr std::size_t max_waiting_records = 1'000'000;
 
 /// Transactions may take a while when the broker is busy; a commit that
 /// does not finish in this time fails the task (the restore redoes it).
@@ -100,7 +113,9 @@ struct writer::impl {
     for (int attempt = 0;; ++attempt) {
       auto err = rd_kafka_producev(
           producer.get(), RD_KAFKA_V_TOPIC(options.topic.c_str()),
-          RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+          // An empty key is no key (null): partitioned round-robin.
+          RD_KAFKA_V_KEY(key.empty() ? nullptr : const_cast<char*>(key.data()),
+                         key.size()),
           RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
@@ -287,6 +302,12 @@ status writer::write(std::string key, std::string value) {
     if (auto st = s.produce(key, value); !st.ok()) return st;
   }
   if (s.exactly_once) {
+    if (!s.live && s.current.keys.size() >= max_waiting_records)
+      return {errc::io_error,
+              "Kafka sink '" + s.options.topic +
+                  "': " + std::to_string(max_waiting_records) +
+                  " records wait for checkpoint " + std::to_string(s.txn_max) +
+                  " to complete; checkpoints are failing or too slow"};
     s.current.keys.push_back(std::move(key));
     s.current.values.push_back(std::move(value));
   }
@@ -325,9 +346,20 @@ status writer::restore(std::int64_t checkpoint_id, const std::string* state) {
   if (auto* e =
           rd_kafka_init_transactions(s.producer.get(), transaction_timeout_ms))
     return s.failed("cannot initialize transactions", e);
-  if (state) {
+  // An empty state: a fresh start, or a checkpoint of an at-least-once run.
+  if (state && !state->empty()) {
     if (auto st = checkpoint::decode_all(*state, s.state); !st.ok())
       return {st.code(), "Kafka sink state: " + st.message()};
+    if (s.state.transactional_id != s.transactional_id)
+      return {errc::invalid_config,
+              "Kafka sink '" + s.options.topic + "': checkpoint " +
+                  std::to_string(checkpoint_id) +
+                  " was written with transactional id '" +
+                  s.state.transactional_id + "', this run uses '" +
+                  s.transactional_id +
+                  "': keep the job name, the sink's name and the "
+                  "transactional id prefix when restoring (the old id's "
+                  "open transaction and commit markers are found by it)"};
     auto marker = s.read_marker();
     if (!marker) return marker.error();
     std::erase_if(s.state.staged,
@@ -340,15 +372,18 @@ status writer::restore(std::int64_t checkpoint_id, const std::string* state) {
                    s.transactional_id.c_str(), static_cast<long long>(epoch.id),
                    epoch.keys.size());
     }
-  } else {
-    std::random_device rd;
-    s.state.run_token =
-        (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
-        static_cast<std::uint64_t>(
-            std::chrono::steady_clock::now().time_since_epoch().count());
-    s.state.staged.clear();
+    // What is staged in a restored checkpoint belongs to a completed one:
+    // commit it under the restored run's marker...
+    if (auto st = s.settle(checkpoint_id); !st.ok()) return st;
+    // ...then go on under a new one: the checkpoints of this run may reuse
+    // ids of a later timeline of the old run (a savepoint restored twice),
+    // whose markers must not hide this run's commits.
+    s.state.run_token = new_run_token();
+    return {};
   }
-  // What is staged in a restored checkpoint belongs to a completed one.
+  s.state.transactional_id = s.transactional_id;
+  s.state.run_token = new_run_token();
+  s.state.staged.clear();
   return s.settle(checkpoint_id);
 }
 

@@ -95,8 +95,8 @@ struct sink_options {
   std::string transactional_id_prefix;
   /// Kafka's `transaction.timeout.ms`: the broker aborts a transaction left
   /// open this long. Must exceed the checkpoint interval and be at most the
-  /// broker's `transaction.max.timeout.ms`.
-  std::chrono::milliseconds transaction_timeout{60000};
+  /// broker's `transaction.max.timeout.ms` (Kafka's default: 15 min).
+  std::chrono::milliseconds transaction_timeout{std::chrono::minutes{5}};
   /// Further librdkafka producer properties; they override the defaults.
   std::map<std::string, std::string> properties;
 };
@@ -161,6 +161,11 @@ class reader {
   std::size_t poll(std::size_t max, const message_fn& fn);
   /// Bounded: every partition reached its stop offset.
   bool finished() const noexcept;
+  /// Partition `index` (of `partitions()`) reached its end and nothing
+  /// arrived since (or it reached its stop offset).
+  bool at_end(std::size_t index) const noexcept;
+  /// The topic's partition count (all subtasks').
+  std::size_t topic_partitions() const noexcept;
 
   /// Writes `msg` to the dead-letter topic with headers naming the error,
   /// topic, partition and offset. Asynchronous; `flush_dead_letters`

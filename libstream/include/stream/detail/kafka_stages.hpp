@@ -52,7 +52,7 @@ class source_stage final : public stream::detail::source_base<T> {
         options_(std::move(options)),
         deserialize_(std::move(deserialize)),
         strategy_(std::move(strategy)),
-        rate_(options_.rate / ctx.parallelism),
+        rate_(0),
         interval_(ctx.options->watermark_interval),
         bad_(&stream::detail::bad_records_counter(ctx)) {}
 
@@ -60,6 +60,12 @@ class source_stage final : public stream::detail::source_base<T> {
     auto r = reader::open(options_, ctx_);
     if (!r) return r.error();
     reader_ = std::move(*r);
+    // The rate is shared by partitions: this subtask's part is its share of
+    // them (subtasks without partitions take none).
+    if (reader_->topic_partitions() > 0)
+      rate_ = options_.rate *
+              static_cast<double>(reader_->partitions().size()) /
+              static_cast<double>(reader_->topic_partitions());
     start_ = clock::now();
     last_emit_ = start_;
     last_lag_ = start_;
@@ -70,10 +76,7 @@ class source_stage final : public stream::detail::source_base<T> {
 
   runtime::pull_result pull(std::size_t max_records) override {
     if (this->stop_) return finish_input();
-    if (!positioned_) {
-      check(reader_->start());
-      positioned_ = true;
-    }
+    position();
     auto now = clock::now();
     std::size_t n = max_records;
     if (rate_ > 0) {
@@ -107,8 +110,15 @@ class source_stage final : public stream::detail::source_base<T> {
   }
 
   /// The flush timer: periodic watermark and idleness.
+  /// The flush timer (also while the task waits for credit): periodic
+  /// watermark, idleness and lag.
   void flush() override {
-    if (strategy_) emit_watermark(clock::now());
+    auto now = clock::now();
+    if (now - last_lag_ >= std::chrono::seconds{1}) {
+      last_lag_ = now;
+      reader_->update_lag();
+    }
+    if (strategy_) emit_watermark(now);
     this->next_->flush();
   }
 
@@ -131,6 +141,7 @@ class source_stage final : public stream::detail::source_base<T> {
 
  protected:
   std::vector<std::uint64_t> position_state() const override {
+    const_cast<source_stage*>(this)->position();
     std::vector<std::uint64_t> out;
     for (const auto& p : reader_->positions()) {
       out.push_back(static_cast<std::uint64_t>(p.partition));
@@ -157,7 +168,16 @@ class source_stage final : public stream::detail::source_base<T> {
     return {runtime::pull_result::state::throttled, at};
   }
 
+  /// Resolves the start positions, at the first pull or the first
+  /// checkpoint, whichever comes first.
+  void position() {
+    if (positioned_) return;
+    check(reader_->start());
+    positioned_ = true;
+  }
+
   runtime::pull_result finish_input() {
+    position();
     check(reader_->flush_dead_letters());
     return this->end();
   }
@@ -200,8 +220,16 @@ class source_stage final : public stream::detail::source_base<T> {
     auto timeout = std::chrono::milliseconds{strategy_->idle_timeout()};
     std::int64_t low = runtime::max_watermark;
     bool any_active = false;
-    for (auto& c : clocks_) {
-      if (timeout.count() > 0 && now - c.last_record >= timeout) c.idle = true;
+    for (std::size_t i = 0; i < clocks_.size(); ++i) {
+      auto& c = clocks_[i];
+      // Idle: nothing to read (the consumer reached the partition's end)
+      // for the timeout, not merely nothing pulled (backpressure, rate).
+      if (!reader_->at_end(i)) {
+        c.last_record = now;
+        c.idle = false;
+      } else if (timeout.count() > 0 && now - c.last_record >= timeout) {
+        c.idle = true;
+      }
       if (c.idle) continue;
       any_active = true;
       low = std::min(low, c.max_timestamp);
