@@ -50,6 +50,7 @@ kafka::source_options input_options(const stream::environment& env) {
       static_cast<std::int64_t>(env.arg_u64("start-timestamp"));
   in.bounded = env.arg_u64("bounded") != 0;
   in.rate = env.arg_double("read-rate");
+  in.prefetch = env.arg_u64("prefetch");
   in.bad_records = need(kafka::parse_bad_record_policy(env.arg("bad-records")),
                         "bad-records");
   in.dead_letter_topic = env.arg("dead-letter-topic");
@@ -101,6 +102,11 @@ int main(int argc, char** argv) {
         stream::option_kind::unsigned_integer},
        {"read-rate", "views read per second, 0 = unlimited", "0",
         stream::option_kind::number},
+       {"prefetch",
+        "messages a source subtask fetches ahead, split over its "
+        "partitions (about 0.35 KB each)",
+        std::to_string(kafka::source_options{}.prefetch),
+        stream::option_kind::unsigned_integer},
        {"bad-records", "skip, dead-letter or fail", "dead-letter"},
        {"dead-letter-topic", "where unparsable messages go",
         "page-views-dead-letters"},

@@ -3,7 +3,7 @@
 // failures injected at random readings, during a checkpoint, with a damaged
 // newest checkpoint, and with a checkpoint that times out. Its committed
 // output is compared line for line with a reference computed straight from
-// the readings.
+// the readings. Also: a failed commit of the final checkpoint fails the job.
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -253,6 +253,56 @@ TEST_P(checkpoint_test, past_the_restart_limit_the_job_fails_clearly) {
             std::string::npos)
       << report.error().message();
   EXPECT_EQ(failures.load(), 3);
+}
+
+/// A sink whose commit of the last checkpoint fails, as a transactional
+/// sink's can when the broker goes away at the end of the job.
+class failing_final_commit final : public runtime::consumer<std::uint64_t> {
+ public:
+  explicit failing_final_commit(std::atomic<int>& commits)
+      : commits_(commits) {}
+  bool stateful() const override { return true; }
+  void push(std::vector<std::uint64_t>&) override {}
+  void flush() override {}
+  void finish() override { finished_ = true; }
+  void on_control(const runtime::control_event&) override {}
+  void notify_checkpoint_complete(std::int64_t id) override {
+    ++commits_;
+    if (finished_)
+      throw std::runtime_error("cannot commit checkpoint " +
+                               std::to_string(id) + ": broker gone");
+  }
+
+ private:
+  std::atomic<int>& commits_;
+  bool finished_ = false;
+};
+
+TEST_P(checkpoint_test, a_failed_commit_of_the_final_checkpoint_fails_the_job) {
+  auto o = options("final-commit");
+  // Only the final checkpoint (at the end of input) runs.
+  o.checkpoint_interval = std::chrono::hours{1};
+  std::atomic<int> commits{0};
+  environment env{o};
+  generator_options gen;
+  gen.count = 1'000;
+  env.from_generator([](std::uint64_t i) { return i; }, gen)
+      .sink("final_commit",
+            [&commits](const runtime::stage_context&, runtime::stage_object*) {
+              return std::make_unique<failing_final_commit>(commits);
+            });
+  execution_hooks hooks;
+  hooks.registry = registry_;
+  auto report = execute(env, hooks);
+  ASSERT_FALSE(report.ok()) << "the job reported success although its last "
+                               "commit failed";
+  EXPECT_EQ(report.error().code(), errc::operator_failed);
+  EXPECT_NE(report.error().message().find("broker gone"), std::string::npos)
+      << report.error().message();
+  EXPECT_NE(report.error().message().find("after the final checkpoint"),
+            std::string::npos)
+      << report.error().message();
+  EXPECT_GE(commits.load(), 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(backends, checkpoint_test,

@@ -1,7 +1,8 @@
 // The Kafka connectors one by one against the real broker (ctest fixture
 // `kafka`): per-partition event time and idleness, start positions, the lag
 // metric, a position lost to retention; the exactly-once writer's recovery
-// (staged records committed once, a zombie fenced).
+// (staged records committed once, a zombie fenced) and a switch to at
+// least once.
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -216,7 +217,8 @@ TEST_F(kafka_connector_test,
 /// One exactly-once sink subtask's writer, as a task would drive it.
 struct sink_writer {
   sink_writer(const std::string& brokers, const std::string& topic,
-              metrics_registry& registry, std::string prefix = {}) {
+              metrics_registry& registry, std::string prefix = {},
+              kafka::delivery guarantee = kafka::delivery::exactly_once) {
     ctx.job_name = "kafka-writer";
     ctx.operator_name = "out";
     ctx.metrics = &registry;
@@ -225,6 +227,7 @@ struct sink_writer {
     o.brokers = brokers;
     o.topic = topic;
     o.transactional_id_prefix = prefix.empty() ? topic : prefix;
+    o.guarantee = guarantee;
     auto w = kafka::detail::writer::open(o, ctx);
     if (!w) throw std::runtime_error(w.error().message());
     writer = std::move(*w);
@@ -293,6 +296,48 @@ TEST_F(kafka_connector_test,
   std::sort(expected.begin(), expected.end());
   auto actual = committed_values(brokers_, topic);
   EXPECT_TRUE(actual == expected) << diff(expected, actual);
+}
+
+TEST_F(kafka_connector_test,
+       switching_to_at_least_once_fences_the_exactly_once_run) {
+  auto topic = tk::unique_topic("switch");
+  tk::create_topic(brokers_, topic, 1);
+  metrics_registry registry;
+  std::string staged;
+  // An exactly-once run committed checkpoint 1, staged checkpoint 2 (its
+  // transaction flushed, still open) and died.
+  sink_writer exactly{brokers_, topic, registry};
+  ASSERT_TRUE(exactly.writer->restore(0, nullptr).ok());
+  exactly.write(0, 5);
+  std::string state1;
+  ASSERT_TRUE(exactly.writer->snapshot(1, state1).ok());
+  ASSERT_TRUE(exactly.writer->commit(1).ok());
+  exactly.write(5, 12);
+  ASSERT_TRUE(exactly.writer->snapshot(2, staged).ok());
+  // The job is restored from checkpoint 2 with at-least-once delivery.
+  const auto started = clock_type::now();
+  sink_writer least{
+      brokers_, topic, registry, {}, kafka::delivery::at_least_once};
+  auto st = least.writer->restore(2, &staged);
+  ASSERT_TRUE(st.ok()) << st.message();
+  // Checkpoint 1 was committed; checkpoint 2's 7 records were not.
+  EXPECT_EQ(testing::sum_of(registry.to_prometheus_text(),
+                            "stream_kafka_recommitted_records_total", ""),
+            7);
+  least.write(12, 15);
+  std::string ignored;
+  ASSERT_TRUE(least.writer->snapshot(3, ignored).ok());
+  // The old run is fenced: its open transaction was aborted, so a
+  // read_committed consumer reads on at once (it would otherwise wait for
+  // the 5-minute transaction timeout), and its commit now fails.
+  std::vector<std::string> expected;
+  for (int i = 0; i < 15; ++i)
+    expected.push_back("record " + std::to_string(i));
+  std::sort(expected.begin(), expected.end());
+  auto actual = committed_values(brokers_, topic);
+  EXPECT_TRUE(actual == expected) << diff(expected, actual);
+  EXPECT_LT(clock_type::now() - started, 30s);
+  EXPECT_FALSE(exactly.writer->commit(2).ok());
 }
 
 TEST_F(kafka_connector_test, a_position_deleted_by_retention_fails_the_job) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,8 +88,9 @@ child_process::~child_process() {
 int child_process::wait(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   int status = 0;
+  struct rusage usage {};
   while (true) {
-    auto r = ::waitpid(pid_, &status, WNOHANG);
+    auto r = ::wait4(pid_, &status, WNOHANG, &usage);
     if (r == pid_) break;
     if (std::chrono::steady_clock::now() >= deadline) {
       ::kill(pid_, SIGKILL);
@@ -99,6 +101,7 @@ int child_process::wait(std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   reaped_ = true;
+  max_rss_kb_ = usage.ru_maxrss;
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return -2;

@@ -42,6 +42,10 @@ class child_process {
   /// when killed by a signal, or -1 on timeout (the child is then killed).
   int wait(std::chrono::milliseconds timeout);
 
+  /// The child's peak resident set in KB, known once `wait` reaped it;
+  /// -1 before.
+  long max_rss_kb() const noexcept { return max_rss_kb_; }
+
   /// Sends `sig` to the child.
   void signal(int sig);
 
@@ -56,6 +60,7 @@ class child_process {
  private:
   pid_t pid_ = -1;
   bool reaped_ = false;
+  long max_rss_kb_ = -1;
   std::string out_path_;
   std::string err_path_;
   bool keep_logs_ = false;

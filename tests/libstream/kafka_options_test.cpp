@@ -50,9 +50,26 @@ TEST(kafka_options, configurations_refused_before_asking_the_broker) {
   EXPECT_EQ(kafka::detail::check_source(in, job).message(),
             "Kafka source: the rate must be >= 0");
 
+  in.rate = 0;
+  in.prefetch = 999;
+  EXPECT_EQ(kafka::detail::check_source(in, job).message(),
+            "Kafka source: prefetch 999 is too small: a subtask keeps at "
+            "least 1000 messages fetched ahead");
+
   kafka::sink_options out;
   EXPECT_EQ(kafka::detail::check_sink(out, job).message(),
             "Kafka sink: no topic given");
+}
+
+TEST(kafka_options, the_prefetch_is_split_over_a_subtasks_partitions) {
+  using kafka::detail::queued_min_messages;
+  EXPECT_EQ(queued_min_messages(500'000, 2), 250'000u);
+  EXPECT_EQ(queued_min_messages(500'000, 3), 166'666u);
+  // A subtask without partitions creates its consumer all the same.
+  EXPECT_EQ(queued_min_messages(500'000, 0), 500'000u);
+  // Within librdkafka's range 1 .. 10,000,000.
+  EXPECT_EQ(queued_min_messages(1'000, 5'000), 1u);
+  EXPECT_EQ(queued_min_messages(50'000'000, 1), 10'000'000u);
 }
 
 TEST(kafka_options, a_failed_start_up_check_names_its_operator) {

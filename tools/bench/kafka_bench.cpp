@@ -8,7 +8,9 @@
 // 2. end-to-end latency at a fixed input rate: per mode an unbounded job
 //    on fresh topics, kafka_load writing views stamped with the wall clock,
 //    and a read_committed consumer here that notes, per window message,
-//    (wall clock at receipt) - (window end).
+//    (wall clock at receipt) - (window end);
+// 3. catch-up throughput and peak RSS of bounded at-least-once runs at
+//    several source prefetch settings (--prefetch).
 //
 //   kafka_bench [--records N] [--runs N] [--rate R] [--latency-seconds S]
 //               [--brokers HOST:PORT] [--report FILE]
@@ -37,184 +39,19 @@
 
 #include "bench_report.hpp"
 #include "kafka_bench_client.hpp"
+#include "kafka_bench_setup.hpp"
 #include "kafka_support.hpp"
 #include "process.hpp"
 #include "windowed_process.hpp"
 
+namespace kafka_bench {
 namespace {
 
 namespace fs = std::filesystem;
 namespace test_kafka = stream::test::kafka;
 using bench::format;
-using kafka_bench::latency_run;
-using kafka_bench::loader_lead_ms;
-using kafka_bench::modes;
-using kafka_bench::partitions;
-using kafka_bench::settings;
-using kafka_bench::throughput_run;
-using kafka_bench::users;
-using kafka_bench::views_per_second;
-using kafka_bench::wall_ms;
-using kafka_bench::window_ms;
 using stream::testing::child_process;
 using clock_type = std::chrono::steady_clock;
-using std::chrono::milliseconds;
-using std::chrono::seconds;
-
-// Every wait is bounded; these are the limits that do not scale with the
-// input (those that do are computed where they are used).
-constexpr seconds broker_start_limit{600};  // a cold start downloads jars
-constexpr seconds broker_stop_limit{60};
-constexpr seconds job_ready_limit{60};
-constexpr seconds read_limit{120};
-constexpr milliseconds poll_period{20};
-
-/// Everything a step needs: paths, names, and the commands for the report.
-struct context {
-  settings s;
-  std::string brokers;
-  std::string dir;  ///< temporary: logs, checkpoints
-  std::string tag;  ///< kafka-bench-<pid>: the prefix of every topic
-  std::string job = STREAM_EXAMPLES_DIR "/windowed_process_kafka";
-  std::string loader = KAFKA_LOAD_PATH;
-  std::string dead_letters;
-  std::vector<std::string> topics;    ///< to delete from a given broker
-  std::vector<std::string> commands;  ///< for the report
-};
-
-// -- helpers ------------------------------------------------------------------
-
-seconds secs(std::uint64_t n) { return seconds{static_cast<long>(n)}; }
-
-double load_average() {
-  double load = -1;
-  return getloadavg(&load, 1) == 1 ? load : -1;
-}
-
-/// The last lines of `text`, for error messages.
-std::string tail(const std::string& text, std::size_t lines = 20) {
-  auto pos = text.size();
-  for (std::size_t i = 0; i <= lines && pos != std::string::npos && pos > 0;
-       ++i)
-    pos = text.rfind('\n', pos - 1);
-  return pos == std::string::npos ? text : text.substr(pos + 1);
-}
-
-/// `program` and its flags with their values.
-std::vector<std::string> command(
-    const std::string& program,
-    const std::vector<std::pair<std::string, std::string>>& flags) {
-  std::vector<std::string> argv{program};
-  for (const auto& [flag, value] : flags)
-    argv.insert(argv.end(), {flag, value});
-  return argv;
-}
-
-/// Notes `argv` for the report (the first of each `what`), the temporary
-/// folder written `$DIR` and the topic prefix `kafka-bench-$PID`.
-void note_command(context& c, const std::string& what,
-                  const std::vector<std::string>& argv) {
-  std::string line;
-  for (const auto& a : argv) {
-    if (!line.empty()) line += ' ';
-    line += a.empty() ? "''" : a;
-  }
-  auto swap = [&](const std::string& from, const std::string& to) {
-    for (auto pos = line.find(from); pos != std::string::npos;
-         pos = line.find(from, pos + to.size()))
-      line.replace(pos, from.size(), to);
-  };
-  swap(KAFKA_BROKER_SCRIPT, "tools/kafka-broker");
-  swap(KAFKA_BENCH_DIR, "<build>/kafka-bench");
-  swap(c.dir, "$DIR");
-  swap(c.tag, "kafka-bench-$PID");
-  swap(fs::path(c.job).parent_path().string() + "/", "");
-  swap(fs::path(c.loader).parent_path().string() + "/", "");
-  auto same = [&](const std::string& e) { return e.starts_with(what + ":"); };
-  if (std::none_of(c.commands.begin(), c.commands.end(), same))
-    c.commands.push_back(what + ":\n    `" + line + "`");
-}
-
-std::unique_ptr<child_process> start(const context& c,
-                                     const std::vector<std::string>& argv,
-                                     const std::string& log) {
-  return std::make_unique<child_process>(
-      argv, stream::testing::child_options{{}, c.dir + "/" + log, true});
-}
-
-/// Waits for `p`'s exit and throws unless it exited with 0.
-std::string expect_success(child_process& p, const std::string& what,
-                           seconds limit) {
-  int rc = p.wait(limit);
-  if (rc == 0) return p.err();
-  throw std::runtime_error(
-      (rc == -1 ? format("%s did not end within %lld s (killed)", what.c_str(),
-                         static_cast<long long>(limit.count()))
-                : format("%s exited with %d", what.c_str(), rc)) +
-      "\n" + tail(p.err()));
-}
-
-/// Creates `topics` with 4 partitions, kept forever: the views carry
-/// event times of 2023, which the broker's 7-day time retention would
-/// delete at its next check (every 5 minutes), in the middle of a run.
-void create_topics(context& c, const std::vector<std::string>& topics) {
-  for (const auto& t : topics) {
-    test_kafka::create_topic(c.brokers, t, partitions,
-                             {{"retention.ms", "-1"}});
-    c.topics.push_back(t);
-  }
-}
-
-// -- the broker ---------------------------------------------------------------
-
-/// A broker started with tools/kafka-broker and stopped (its data removed
-/// after a successful run) when this goes out of scope.
-class own_broker {
- public:
-  explicit own_broker(context& c) : c_(c) {
-    try {
-      start_broker();
-    } catch (...) {
-      stop_broker();  // a start that timed out may have left one running
-      throw;
-    }
-    c.brokers = "127.0.0.1:19094";
-  }
-  ~own_broker() { stop_broker(); }
-  own_broker(const own_broker&) = delete;
-  own_broker& operator=(const own_broker&) = delete;
-  void succeeded() { succeeded_ = true; }
-
- private:
-  void start_broker() {
-    auto argv = command(KAFKA_BROKER_SCRIPT, {{"--dir", KAFKA_BENCH_DIR},
-                                              {"--port", "19094"},
-                                              {"--controller-port", "19095"},
-                                              {"--timeout", "180"}});
-    argv.insert(argv.begin() + 1, "start");
-    note_command(c_, "broker", argv);
-    std::fprintf(stderr, "kafka_bench: starting a broker in %s\n",
-                 KAFKA_BENCH_DIR);
-    expect_success(*start(c_, argv, "broker-start"), "tools/kafka-broker start",
-                   broker_start_limit);
-  }
-  void stop_broker() {
-    child_process stop{
-        {KAFKA_BROKER_SCRIPT, "stop", "--dir", KAFKA_BENCH_DIR, "--timeout",
-         "30"},
-        stream::testing::child_options{{}, c_.dir + "/broker-stop", true}};
-    if (stop.wait(broker_stop_limit) != 0) {
-      std::fprintf(stderr, "kafka_bench: stopping the broker failed:\n%s\n",
-                   tail(stop.err()).c_str());
-    } else if (succeeded_) {
-      std::error_code ec;
-      fs::remove_all(KAFKA_BENCH_DIR "/data", ec);
-    }
-  }
-
-  context& c_;
-  bool succeeded_ = false;
-};
 
 // -- 1. throughput ------------------------------------------------------------
 
@@ -277,18 +114,30 @@ std::vector<std::string> job_argv(const context& c, const std::string& mode,
                          {"--job-name", name}});
 }
 
+/// A bounded run of the job; `prefetch` 0 leaves the job's default.
 throughput_run run_bounded(context& c, const std::string& mode, int run,
-                           const std::string& input, std::size_t windows) {
-  const auto name = format("tp-%d-%s", run, mode.c_str());
+                           const std::string& input, std::size_t windows,
+                           std::uint64_t prefetch = 0) {
+  const auto name =
+      prefetch == 0
+          ? format("tp-%d-%s", run, mode.c_str())
+          : format("pf-%llu-%s", static_cast<unsigned long long>(prefetch),
+                   mode.c_str());
   const auto output = c.tag + "-" + name;
   create_topics(c, {output});
   auto argv = job_argv(c, mode, name, input, output);
   argv.insert(argv.end(), {"--bounded", "1", "--start", "earliest"});
-  note_command(c, "bounded job, " + mode, argv);
-  throughput_run r{mode, -1, load_average()};
+  if (prefetch != 0)
+    argv.insert(argv.end(), {"--prefetch", std::to_string(prefetch)});
+  note_command(c,
+               prefetch == 0 ? "bounded job, " + mode
+                             : "bounded job with --prefetch, " + mode,
+               argv);
+  throughput_run r{mode, -1, load_average(), -1, prefetch};
   auto job = start(c, argv, name);
   auto err =
       expect_success(*job, "job " + name, secs(120 + c.s.records / 10'000));
+  r.max_rss_kb = job->max_rss_kb();
   // "<prog>: job finished after X s, N records from sources (R records/s)"
   unsigned long long read = 0;
   auto at = err.find("job finished after ");
@@ -306,9 +155,10 @@ throughput_run run_bounded(context& c, const std::string& mode, int run,
         format("job %s committed %zu messages to %s, expected one per (user, "
                "window) pair: %zu\n",
                name.c_str(), got, output.c_str(), windows));
-  std::fprintf(stderr, "kafka_bench: %s run %d: %.3f s, %.0f records/s\n",
-               mode.c_str(), run, r.seconds,
-               static_cast<double>(c.s.records) / r.seconds);
+  std::fprintf(stderr,
+               "kafka_bench: %s: %.3f s, %.0f records/s, peak RSS %ld KB\n",
+               name.c_str(), r.seconds,
+               static_cast<double>(c.s.records) / r.seconds, r.max_rss_kb);
   return r;
 }
 
@@ -483,10 +333,20 @@ std::string run_all(context& c, double start_load,
       runs.push_back(run_bounded(c, mode, i, input, windows));
   std::vector<latency_run> latency;
   for (const char* mode : modes) latency.push_back(run_latency(c, mode));
+  std::vector<throughput_run> prefetch;
+  for (auto n : kafka_bench::prefetches)
+    prefetch.push_back(run_bounded(c, modes[0], 1, input, windows, n));
 
-  kafka_bench::results r{
-      c.s,     c.brokers,       start_load,        0, {}, fill_rate,
-      windows, std::move(runs), std::move(latency)};
+  kafka_bench::results r{c.s,
+                         c.brokers,
+                         start_load,
+                         0,
+                         {},
+                         fill_rate,
+                         windows,
+                         std::move(runs),
+                         std::move(latency),
+                         std::move(prefetch)};
   r.seconds =
       std::chrono::duration<double>(clock_type::now() - started).count();
   r.commands = c.commands;
@@ -524,12 +384,13 @@ int drive(context& c) {
 }
 
 }  // namespace
+}  // namespace kafka_bench
 
 int main(int argc, char** argv) {
-  context c;
-  c.s = parse(argc, argv);
+  kafka_bench::context c;
+  c.s = kafka_bench::parse(argc, argv);
   try {
-    return drive(c);
+    return kafka_bench::drive(c);
   } catch (const std::exception& e) {
     // The children are gone (destructors), the broker stopped; their logs
     // stay for a look.

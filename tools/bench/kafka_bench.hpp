@@ -32,11 +32,17 @@ struct settings {
   std::string report;
 };
 
+/// The source prefetch (`--prefetch`) of the runs of section 3.
+inline constexpr std::uint64_t prefetches[] = {200'000, 500'000, 1'000'000,
+                                               2'000'000};
+
 /// One bounded run.
 struct throughput_run {
   std::string mode;
-  double seconds = 0;  ///< as the job printed it
-  double load = -1;    ///< 1-minute load average at the start
+  double seconds = 0;          ///< as the job printed it
+  double load = -1;            ///< 1-minute load average at the start
+  long max_rss_kb = -1;        ///< the job process's peak resident set
+  std::uint64_t prefetch = 0;  ///< 0: the job's default
 };
 
 /// One latency run: the latencies (ms) of the windows that the views' own
@@ -61,6 +67,7 @@ struct results {
   std::size_t windows = 0;            ///< (user, window) pairs of the input
   std::vector<throughput_run> throughput;
   std::vector<latency_run> latency;
+  std::vector<throughput_run> prefetch;  ///< section 3
 };
 
 /// The markdown report.

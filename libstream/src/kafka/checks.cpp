@@ -120,6 +120,11 @@ status check_source(const source_options& options, const job_options&) {
     return {errc::invalid_config, "Kafka source: no topic given"};
   if (options.rate < 0)
     return {errc::invalid_config, "Kafka source: the rate must be >= 0"};
+  if (options.prefetch < min_prefetch)
+    return {errc::invalid_config,
+            "Kafka source: prefetch " + std::to_string(options.prefetch) +
+                " is too small: a subtask keeps at least " +
+                std::to_string(min_prefetch) + " messages fetched ahead"};
   if (options.bad_records == bad_record_policy::dead_letter &&
       options.dead_letter_topic.empty())
     return {errc::invalid_config,

@@ -24,6 +24,9 @@ namespace stream::kafka::detail {
 /// Every blocking call to the broker waits at most this long.
 inline constexpr int broker_timeout_ms = 10'000;
 
+/// The smallest `source_options::prefetch` accepted.
+inline constexpr std::size_t min_prefetch = 1'000;
+
 /// Creates a consumer or producer from `settings` (applied in order, later
 /// ones win); `extra` may set callbacks on the configuration. Errors name
 /// the property that librdkafka refused.

@@ -109,6 +109,14 @@ void on_dead_letter(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
 reader::reader(std::unique_ptr<impl> self) : self_(std::move(self)) {}
 reader::~reader() = default;
 
+std::size_t queued_min_messages(std::size_t prefetch,
+                                std::size_t partitions) noexcept {
+  // librdkafka accepts 1 .. 10,000,000.
+  constexpr std::size_t most = 10'000'000;
+  auto share = prefetch / std::max<std::size_t>(partitions, 1);
+  return std::clamp<std::size_t>(share, 1, most);
+}
+
 result<std::unique_ptr<reader>> reader::open(
     const source_options& options, const runtime::stage_context& ctx) {
   auto self = std::make_unique<impl>();
@@ -130,12 +138,15 @@ result<std::unique_ptr<reader>> reader::open(
       {"auto.offset.reset", "error"},
       {"allow.auto.create.topics", "false"}};
   for (const auto& [k, v] : options.properties) settings[k] = v;
-  auto consumer = make_client(RD_KAFKA_CONSUMER, settings);
-  if (!consumer) return consumer.error();
-  self->consumer = std::move(*consumer);
-  auto count =
-      partition_count(self->consumer.get(), options.brokers, options.topic);
+  // The prefetch is split over this subtask's partitions, so their count
+  // comes first, from a short-lived client outside the group.
+  auto probe_settings = settings;
+  probe_settings.erase("group.id");
+  auto probe = make_client(RD_KAFKA_CONSUMER, probe_settings);
+  if (!probe) return probe.error();
+  auto count = partition_count(probe->get(), options.brokers, options.topic);
   if (!count) return count.error();
+  probe->reset();
   self->index_of.assign(static_cast<std::size_t>(*count), SIZE_MAX);
   for (int p = 0; p < *count; ++p) {
     if (static_cast<std::uint32_t>(p) % ctx.parallelism != ctx.subtask)
@@ -144,6 +155,12 @@ result<std::unique_ptr<reader>> reader::open(
     self->partitions.push_back(p);
   }
   auto n = self->partitions.size();
+  if (!options.properties.contains("queued.min.messages"))
+    settings["queued.min.messages"] =
+        std::to_string(queued_min_messages(options.prefetch, n));
+  auto consumer = make_client(RD_KAFKA_CONSUMER, settings);
+  if (!consumer) return consumer.error();
+  self->consumer = std::move(*consumer);
   self->next.assign(n, 0);
   self->stop.assign(n, -1);
   self->done.assign(n, false);

@@ -47,6 +47,16 @@ struct writer_state {
 };
 STREAM_FIELDS(writer_state, transactional_id, run_token, staged);
 
+/// The consumer group whose offset is the marker of a transactional id's
+/// run.
+std::string marker_group_of(const std::string& transactional_id,
+                            std::uint64_t run_token) {
+  char token[17];
+  std::snprintf(token, sizeof token, "%016llx",
+                static_cast<unsigned long long>(run_token));
+  return transactional_id + "-m" + token;
+}
+
 std::uint64_t new_run_token() {
   std::random_device rd;
   return (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
@@ -91,10 +101,7 @@ struct writer::impl {
   gauge* commit_micros = nullptr;
 
   std::string marker_group() const {
-    char token[17];
-    std::snprintf(token, sizeof token, "%016llx",
-                  static_cast<unsigned long long>(state.run_token));
-    return transactional_id + "-m" + token;
+    return marker_group_of(transactional_id, state.run_token);
   }
 
   status failed(const std::string& what, rd_kafka_error_t* error) {
@@ -158,7 +165,9 @@ struct writer::impl {
   status commit_open(std::int64_t marker);
   status open_next();
   status settle(std::int64_t completed);
-  result<std::int64_t> read_marker();
+  result<std::int64_t> read_marker(const std::string& group);
+  status take_over(std::int64_t checkpoint_id, const std::string& encoded);
+  void report_recommit(const staged_epoch& epoch);
 };
 
 status writer::impl::commit_open(std::int64_t marker) {
@@ -221,12 +230,16 @@ status writer::impl::settle(std::int64_t completed) {
   return {};
 }
 
-result<std::int64_t> writer::impl::read_marker() {
-  auto consumer =
-      make_client(RD_KAFKA_CONSUMER, {{"bootstrap.servers", options.brokers},
-                                      {"group.id", marker_group()},
-                                      {"enable.auto.commit", "false"},
-                                      {"isolation.level", "read_committed"}});
+result<std::int64_t> writer::impl::read_marker(const std::string& group) {
+  // The connector's properties carry the security settings (the
+  // producer-only ones are ignored by a consumer, with a warning).
+  std::map<std::string, std::string> settings{
+      {"bootstrap.servers", options.brokers}};
+  for (const auto& [k, v] : options.properties) settings[k] = v;
+  settings["group.id"] = group;
+  settings["enable.auto.commit"] = "false";
+  settings["isolation.level"] = "read_committed";
+  auto consumer = make_client(RD_KAFKA_CONSUMER, settings);
   if (!consumer) return consumer.error();
   partition_list list{rd_kafka_topic_partition_list_new(1)};
   auto* tp =
@@ -237,11 +250,58 @@ result<std::int64_t> writer::impl::read_marker() {
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
     return status{errc::io_error, "Kafka sink '" + options.topic +
                                       "': cannot read the commit marker of " +
-                                      marker_group() + ": " +
-                                      rd_kafka_err2str(err)};
+                                      group + ": " + rd_kafka_err2str(err)};
   auto marker = tp->offset >= 0 ? tp->offset : std::int64_t{0};
   rd_kafka_consumer_close(consumer->get());
   return marker;
+}
+
+void writer::impl::report_recommit(const staged_epoch& epoch) {
+  recommitted->add(epoch.keys.size());
+  std::fprintf(stderr,
+               "stream: Kafka sink %s: checkpoint %lld's %zu records were not "
+               "committed before the failure; committing them\n",
+               transactional_id.c_str(), static_cast<long long>(epoch.id),
+               epoch.keys.size());
+}
+
+/// An at-least-once sink restored from a checkpoint of an exactly-once run
+/// (the delivery guarantee changed): fences the old transactional id, which
+/// aborts the transaction it left open (read_committed consumers would
+/// otherwise wait for it until the transaction timeout), and writes the
+/// staged records that its marker does not show as committed.
+status writer::impl::take_over(std::int64_t checkpoint_id,
+                               const std::string& encoded) {
+  writer_state old;
+  if (auto st = checkpoint::decode_all(encoded, old); !st.ok())
+    return {st.code(), "Kafka sink state: " + st.message()};
+  std::map<std::string, std::string> settings{
+      {"bootstrap.servers", options.brokers},
+      {"transactional.id", old.transactional_id}};
+  for (const auto& [k, v] : options.properties) settings[k] = v;
+  auto fence = make_client(RD_KAFKA_PRODUCER, settings);
+  if (!fence) return fence.error();
+  if (auto* e =
+          rd_kafka_init_transactions(fence->get(), transaction_timeout_ms))
+    return {errc::io_error, "Kafka sink '" + options.topic +
+                                "': cannot fence the exactly-once run's "
+                                "transactional id '" +
+                                old.transactional_id + "': " + take_error(e)};
+  fence->reset();
+  auto marker =
+      read_marker(marker_group_of(old.transactional_id, old.run_token));
+  if (!marker) return marker.error();
+  std::fprintf(stderr,
+               "stream: Kafka sink %s: restored checkpoint %lld of an "
+               "exactly-once run; fenced its transactional id '%s'\n",
+               transactional_id.c_str(), static_cast<long long>(checkpoint_id),
+               old.transactional_id.c_str());
+  for (const auto& epoch : old.staged) {
+    if (epoch.id <= *marker) continue;
+    report_recommit(epoch);
+    if (auto st = produce_all(epoch); !st.ok()) return st;
+  }
+  return flush();
 }
 
 writer::writer(std::unique_ptr<impl> self) : self_(std::move(self)) {}
@@ -340,7 +400,11 @@ status writer::commit(std::int64_t id) {
 status writer::restore(std::int64_t checkpoint_id, const std::string* state) {
   auto& s = *self_;
   s.last_id = checkpoint_id;
-  if (!s.exactly_once) return {};
+  if (!s.exactly_once) {
+    // At least once keeps no state: a state comes from an exactly-once run.
+    if (state && !state->empty()) return s.take_over(checkpoint_id, *state);
+    return {};
+  }
   // Fences every older producer of this transactional id and aborts the
   // transaction it left open.
   if (auto* e =
@@ -360,18 +424,11 @@ status writer::restore(std::int64_t checkpoint_id, const std::string* state) {
                   "': keep the job name, the sink's name and the "
                   "transactional id prefix when restoring (the old id's "
                   "open transaction and commit markers are found by it)"};
-    auto marker = s.read_marker();
+    auto marker = s.read_marker(s.marker_group());
     if (!marker) return marker.error();
     std::erase_if(s.state.staged,
                   [m = *marker](const staged_epoch& e) { return e.id <= m; });
-    for (const auto& epoch : s.state.staged) {
-      s.recommitted->add(epoch.keys.size());
-      std::fprintf(stderr,
-                   "stream: Kafka sink %s: checkpoint %lld's %zu records "
-                   "were not committed before the failure; committing them\n",
-                   s.transactional_id.c_str(), static_cast<long long>(epoch.id),
-                   epoch.keys.size());
-    }
+    for (const auto& epoch : s.state.staged) s.report_recommit(epoch);
     // What is staged in a restored checkpoint belongs to a completed one:
     // commit it under the restored run's marker...
     if (auto st = s.settle(checkpoint_id); !st.ok()) return st;

@@ -75,6 +75,13 @@ struct source_options {
   bool bounded = false;
   /// Records per second over all subtasks; 0 = as fast as possible.
   double rate = 0;
+  /// Messages a subtask keeps fetched ahead of its reading, split evenly
+  /// over its partitions (librdkafka's `queued.min.messages`, unless
+  /// `properties` sets it). librdkafka 2.0.2 fetches again for a partition
+  /// whose queue reached its share only about a second later, so a subtask
+  /// that catches up on a backlog reads at most about this many records
+  /// per second; each prefetched message holds about 0.35 KB of memory.
+  std::size_t prefetch = 500'000;
   bad_record_policy bad_records = bad_record_policy::skip;
   /// Required for `bad_record_policy::dead_letter`.
   std::string dead_letter_topic;
@@ -120,6 +127,11 @@ struct record {
 }  // namespace stream::kafka
 
 namespace stream::kafka::detail {
+
+/// librdkafka's `queued.min.messages` for a subtask reading `partitions`
+/// partitions: its share of `prefetch`, within librdkafka's range.
+std::size_t queued_min_messages(std::size_t prefetch,
+                                std::size_t partitions) noexcept;
 
 /// Where a source subtask is in one partition (what its checkpoint holds).
 struct partition_position {
