@@ -95,7 +95,7 @@ std::string expect_success(child_process& p, const std::string& what,
 void create_topics(context& c, const std::vector<std::string>& topics) {
   for (const auto& t : topics) {
     stream::test::kafka::create_topic(c.brokers, t, partitions,
-                             {{"retention.ms", "-1"}});
+                                      {{"retention.ms", "-1"}});
     c.topics.push_back(t);
   }
 }

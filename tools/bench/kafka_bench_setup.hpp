@@ -21,7 +21,8 @@ using std::chrono::seconds;
 
 // Every wait is bounded; these are the limits that do not scale with the
 // input (those that do are computed where they are used).
-inline constexpr seconds broker_start_limit{600};  // a cold start downloads jars
+inline constexpr seconds broker_start_limit{
+    600};  // a cold start downloads jars
 inline constexpr seconds broker_stop_limit{60};
 inline constexpr seconds job_ready_limit{60};
 inline constexpr seconds read_limit{120};

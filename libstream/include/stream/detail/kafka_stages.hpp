@@ -214,11 +214,13 @@ class source_stage final : public stream::detail::source_base<T> {
   }
 
   /// Watermark = min over active partitions of (max timestamp - delay - 1);
-  /// a subtask whose partitions are all idle (or that has none) says so.
+  /// a subtask whose partitions are all idle (or that has none) says so,
+  /// after advancing to the min over the idle partitions that had data.
   void emit_watermark(clock::time_point now) {
     last_emit_ = now;
     auto timeout = std::chrono::milliseconds{strategy_->idle_timeout()};
     std::int64_t low = runtime::max_watermark;
+    std::int64_t low_idle = runtime::max_watermark;
     bool any_active = false;
     for (std::size_t i = 0; i < clocks_.size(); ++i) {
       auto& c = clocks_[i];
@@ -230,12 +232,20 @@ class source_stage final : public stream::detail::source_base<T> {
       } else if (timeout.count() > 0 && now - c.last_record >= timeout) {
         c.idle = true;
       }
-      if (c.idle) continue;
+      if (c.idle) {
+        if (c.max_timestamp != runtime::min_watermark)
+          low_idle = std::min(low_idle, c.max_timestamp);
+        continue;
+      }
       any_active = true;
       low = std::min(low, c.max_timestamp);
     }
     if (!any_active) {
       if (!subtask_idle_ && (timeout.count() > 0 || clocks_.empty())) {
+        // Partitions that turn idle at the same moment must not lose the
+        // event time their data reached: had the empty ones turned idle
+        // first, the others' minimum would have been emitted.
+        if (low_idle != runtime::max_watermark) advance(low_idle);
         subtask_idle_ = true;
         this->next_->on_control({runtime::event_kind::idle, 0});
       }
@@ -243,6 +253,12 @@ class source_stage final : public stream::detail::source_base<T> {
     }
     subtask_idle_ = false;
     if (low == runtime::min_watermark) return;
+    advance(low);
+  }
+
+  /// Emits the watermark of partitions whose highest timestamp is `low`,
+  /// unless it does not advance.
+  void advance(std::int64_t low) {
     auto wm = low - strategy_->max_delay() - 1;
     if (wm <= emitted_) return;
     emitted_ = wm;
