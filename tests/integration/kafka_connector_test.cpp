@@ -304,23 +304,25 @@ TEST_F(kafka_connector_test,
   tk::create_topic(brokers_, topic, 1);
   metrics_registry registry;
   std::string staged;
-  // An exactly-once run committed checkpoint 1, staged checkpoint 2 (its
-  // transaction flushed, still open) and died.
+  // An exactly-once run staged checkpoints 1 and 2 (checkpoint 2's
+  // state holds both), committed checkpoint 1 (its marker says so), opened
+  // the transaction of checkpoint 2 (flushed, still open) and died.
   sink_writer exactly{brokers_, topic, registry};
   ASSERT_TRUE(exactly.writer->restore(0, nullptr).ok());
   exactly.write(0, 5);
   std::string state1;
   ASSERT_TRUE(exactly.writer->snapshot(1, state1).ok());
-  ASSERT_TRUE(exactly.writer->commit(1).ok());
   exactly.write(5, 12);
   ASSERT_TRUE(exactly.writer->snapshot(2, staged).ok());
+  ASSERT_TRUE(exactly.writer->commit(1).ok());
   // The job is restored from checkpoint 2 with at-least-once delivery.
   const auto started = clock_type::now();
   sink_writer least{
       brokers_, topic, registry, {}, kafka::delivery::at_least_once};
   auto st = least.writer->restore(2, &staged);
   ASSERT_TRUE(st.ok()) << st.message();
-  // Checkpoint 1 was committed; checkpoint 2's 7 records were not.
+  // Checkpoint 1 was committed (the marker keeps it from being written
+  // twice); checkpoint 2's 7 records were not.
   EXPECT_EQ(testing::sum_of(registry.to_prometheus_text(),
                             "stream_kafka_recommitted_records_total", ""),
             7);

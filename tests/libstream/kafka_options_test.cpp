@@ -1,7 +1,8 @@
 // The Kafka connectors' options and start-up checks that need no broker:
-// names of the enums, refused configurations, and how a failed check names
-// its operator. The broker-facing behaviour is in
-// tests/integration/kafka_test.cpp and kafka_connector_test.cpp.
+// names of the enums, refused configurations, how a failed check names its
+// operator, the prefetch split and the event time a source subtask follows.
+// The broker-facing behaviour is in tests/integration/kafka_test.cpp and
+// kafka_connector_test.cpp.
 
 #include <gtest/gtest.h>
 
@@ -70,6 +71,40 @@ TEST(kafka_options, the_prefetch_is_split_over_a_subtasks_partitions) {
   // Within librdkafka's range 1 .. 10,000,000.
   EXPECT_EQ(queued_min_messages(1'000, 5'000), 1u);
   EXPECT_EQ(queued_min_messages(50'000'000, 1), 10'000'000u);
+}
+
+TEST(kafka_options, event_time_follows_active_partitions_or_all_idle_ones) {
+  using kafka::detail::followed_timestamp;
+  using kafka::detail::partition_clock;
+  auto clock = [](std::int64_t max_timestamp, bool idle) {
+    partition_clock c;
+    c.max_timestamp = max_timestamp;
+    c.idle = idle;
+    return c;
+  };
+  const auto none = runtime::min_watermark;
+  bool all_idle = true;
+  // The slowest active partition; idle ones do not count.
+  EXPECT_EQ(
+      followed_timestamp(
+          {clock(100, true), clock(1000, false), clock(700, false)}, all_idle),
+      700);
+  EXPECT_FALSE(all_idle);
+  // An active partition without data holds event time back.
+  EXPECT_EQ(
+      followed_timestamp({clock(1000, false), clock(none, false)}, all_idle),
+      none);
+  // All idle: the furthest partition with data, whichever turned idle
+  // first (an empty one adds nothing).
+  EXPECT_EQ(
+      followed_timestamp(
+          {clock(100, true), clock(1000, true), clock(none, true)}, all_idle),
+      1000);
+  EXPECT_TRUE(all_idle);
+  // No partitions, or only empty idle ones: idle with nothing to follow.
+  EXPECT_EQ(followed_timestamp({}, all_idle), none);
+  EXPECT_TRUE(all_idle);
+  EXPECT_EQ(followed_timestamp({clock(none, true)}, all_idle), none);
 }
 
 TEST(kafka_options, a_failed_start_up_check_names_its_operator) {

@@ -83,6 +83,7 @@ constexpr int transaction_timeout_ms = 60'000;
 
 struct writer::impl {
   sink_options options;
+  std::string client_name;  ///< client.id
   std::string transactional_id;
   bool exactly_once = false;
   client producer;
@@ -166,8 +167,8 @@ struct writer::impl {
   status open_next();
   status settle(std::int64_t completed);
   result<std::int64_t> read_marker(const std::string& group);
+  status drop_committed(writer_state& from);
   status take_over(std::int64_t checkpoint_id, const std::string& encoded);
-  void report_recommit(const staged_epoch& epoch);
 };
 
 status writer::impl::commit_open(std::int64_t marker) {
@@ -231,11 +232,15 @@ status writer::impl::settle(std::int64_t completed) {
 }
 
 result<std::int64_t> writer::impl::read_marker(const std::string& group) {
-  // The connector's properties carry the security settings (the
-  // producer-only ones are ignored by a consumer, with a warning).
+  // Of the connector's (producer) properties, the security settings.
   std::map<std::string, std::string> settings{
-      {"bootstrap.servers", options.brokers}};
-  for (const auto& [k, v] : options.properties) settings[k] = v;
+      {"bootstrap.servers", options.brokers},
+      {"client.id", client_name + "-marker"}};
+  for (const auto& [k, v] : options.properties) {
+    if (k.starts_with("security.") || k.starts_with("sasl.") ||
+        k.starts_with("ssl."))
+      settings[k] = v;
+  }
   settings["group.id"] = group;
   settings["enable.auto.commit"] = "false";
   settings["isolation.level"] = "read_committed";
@@ -256,13 +261,23 @@ result<std::int64_t> writer::impl::read_marker(const std::string& group) {
   return marker;
 }
 
-void writer::impl::report_recommit(const staged_epoch& epoch) {
-  recommitted->add(epoch.keys.size());
-  std::fprintf(stderr,
-               "stream: Kafka sink %s: checkpoint %lld's %zu records were not "
-               "committed before the failure; committing them\n",
-               transactional_id.c_str(), static_cast<long long>(epoch.id),
-               epoch.keys.size());
+/// Drops the staged checkpoints of `from` that its run's marker shows as
+/// committed; the rest are written again (counted and logged).
+status writer::impl::drop_committed(writer_state& from) {
+  auto marker =
+      read_marker(marker_group_of(from.transactional_id, from.run_token));
+  if (!marker) return marker.error();
+  std::erase_if(from.staged,
+                [m = *marker](const staged_epoch& e) { return e.id <= m; });
+  for (const auto& epoch : from.staged) {
+    recommitted->add(epoch.keys.size());
+    std::fprintf(stderr,
+                 "stream: Kafka sink %s: checkpoint %lld's %zu records were "
+                 "not committed before the failure; writing them again\n",
+                 transactional_id.c_str(), static_cast<long long>(epoch.id),
+                 epoch.keys.size());
+  }
+  return {};
 }
 
 /// An at-least-once sink restored from a checkpoint of an exactly-once run
@@ -275,10 +290,17 @@ status writer::impl::take_over(std::int64_t checkpoint_id,
   writer_state old;
   if (auto st = checkpoint::decode_all(encoded, old); !st.ok())
     return {st.code(), "Kafka sink state: " + st.message()};
+  if (old.transactional_id.empty())
+    return {errc::malformed_data, "Kafka sink state of checkpoint " +
+                                      std::to_string(checkpoint_id) +
+                                      ": no transactional id"};
   std::map<std::string, std::string> settings{
       {"bootstrap.servers", options.brokers},
-      {"transactional.id", old.transactional_id}};
+      {"client.id", client_name + "-fence"},
+      {"transaction.timeout.ms",
+       std::to_string(options.transaction_timeout.count())}};
   for (const auto& [k, v] : options.properties) settings[k] = v;
+  settings["transactional.id"] = old.transactional_id;
   auto fence = make_client(RD_KAFKA_PRODUCER, settings);
   if (!fence) return fence.error();
   if (auto* e =
@@ -288,17 +310,13 @@ status writer::impl::take_over(std::int64_t checkpoint_id,
                                 "transactional id '" +
                                 old.transactional_id + "': " + take_error(e)};
   fence->reset();
-  auto marker =
-      read_marker(marker_group_of(old.transactional_id, old.run_token));
-  if (!marker) return marker.error();
   std::fprintf(stderr,
                "stream: Kafka sink %s: restored checkpoint %lld of an "
                "exactly-once run; fenced its transactional id '%s'\n",
                transactional_id.c_str(), static_cast<long long>(checkpoint_id),
                old.transactional_id.c_str());
+  if (auto st = drop_committed(old); !st.ok()) return st;
   for (const auto& epoch : old.staged) {
-    if (epoch.id <= *marker) continue;
-    report_recommit(epoch);
     if (auto st = produce_all(epoch); !st.ok()) return st;
   }
   return flush();
@@ -316,9 +334,10 @@ result<std::unique_ptr<writer>> writer::open(
                     ? ctx.job_name + "-" + ctx.operator_name
                     : options.transactional_id_prefix;
   self->transactional_id = prefix + "-" + std::to_string(ctx.subtask);
+  self->client_name = client_id(ctx);
   std::map<std::string, std::string> settings{
       {"bootstrap.servers", options.brokers},
-      {"client.id", client_id(ctx)},
+      {"client.id", self->client_name},
       {"enable.idempotence", "true"},
       {"acks", "all"},
       {"linger.ms", "5"},
@@ -345,8 +364,8 @@ result<std::unique_ptr<writer>> writer::open(
       "Kafka transactions the exactly-once sink committed.", labels);
   self->recommitted = &ctx.metrics->get_counter(
       "stream_kafka_recommitted_records_total",
-      "Records of a completed checkpoint that a restored exactly-once sink "
-      "wrote again because their transaction had not committed.",
+      "Records of a completed checkpoint that a restored sink wrote again "
+      "because their transaction had not committed.",
       labels);
   self->commit_micros = &ctx.metrics->get_gauge(
       "stream_kafka_last_commit_seconds",
@@ -424,11 +443,7 @@ status writer::restore(std::int64_t checkpoint_id, const std::string* state) {
                   "': keep the job name, the sink's name and the "
                   "transactional id prefix when restoring (the old id's "
                   "open transaction and commit markers are found by it)"};
-    auto marker = s.read_marker(s.marker_group());
-    if (!marker) return marker.error();
-    std::erase_if(s.state.staged,
-                  [m = *marker](const staged_epoch& e) { return e.id <= m; });
-    for (const auto& epoch : s.state.staged) s.report_recommit(epoch);
+    if (auto st = s.drop_committed(s.state); !st.ok()) return st;
     // What is staged in a restored checkpoint belongs to a completed one:
     // commit it under the restored run's marker...
     if (auto st = s.settle(checkpoint_id); !st.ok()) return st;

@@ -38,6 +38,28 @@ struct partition_clock {
   bool idle = false;
 };
 
+/// The highest timestamp a source subtask's watermark follows: the minimum
+/// over its active partitions; when every partition is idle, the maximum
+/// over those that had data (as Flink's watermark valve does when all its
+/// inputs turn idle), so that the result does not depend on the order in
+/// which they turned idle. `min_watermark` when there is nothing to follow
+/// yet; `all_idle` says which case applied.
+inline std::int64_t followed_timestamp(
+    const std::vector<partition_clock>& clocks, bool& all_idle) {
+  std::int64_t low = runtime::max_watermark;
+  std::int64_t high = runtime::min_watermark;
+  all_idle = true;
+  for (const auto& c : clocks) {
+    if (c.idle) {
+      high = std::max(high, c.max_timestamp);
+    } else {
+      all_idle = false;
+      low = std::min(low, c.max_timestamp);
+    }
+  }
+  return all_idle ? high : low;
+}
+
 /// The head of a Kafka source chain (see `kafka::source`).
 template <class T, class Deserialize>
 class source_stage final : public stream::detail::source_base<T> {
@@ -213,15 +235,11 @@ class source_stage final : public stream::detail::source_base<T> {
     }
   }
 
-  /// Watermark = min over active partitions of (max timestamp - delay - 1);
-  /// a subtask whose partitions are all idle (or that has none) says so,
-  /// after advancing to the min over the idle partitions that had data.
+  /// Watermark = (see `followed_timestamp`) - delay - 1; a subtask whose
+  /// partitions are all idle (or that has none) says so after it.
   void emit_watermark(clock::time_point now) {
     last_emit_ = now;
     auto timeout = std::chrono::milliseconds{strategy_->idle_timeout()};
-    std::int64_t low = runtime::max_watermark;
-    std::int64_t low_idle = runtime::max_watermark;
-    bool any_active = false;
     for (std::size_t i = 0; i < clocks_.size(); ++i) {
       auto& c = clocks_[i];
       // Idle: nothing to read (the consumer reached the partition's end)
@@ -232,28 +250,20 @@ class source_stage final : public stream::detail::source_base<T> {
       } else if (timeout.count() > 0 && now - c.last_record >= timeout) {
         c.idle = true;
       }
-      if (c.idle) {
-        if (c.max_timestamp != runtime::min_watermark)
-          low_idle = std::min(low_idle, c.max_timestamp);
-        continue;
-      }
-      any_active = true;
-      low = std::min(low, c.max_timestamp);
     }
-    if (!any_active) {
+    bool all_idle = false;
+    auto followed = followed_timestamp(clocks_, all_idle);
+    if (all_idle) {
       if (!subtask_idle_ && (timeout.count() > 0 || clocks_.empty())) {
-        // Partitions that turn idle at the same moment must not lose the
-        // event time their data reached: had the empty ones turned idle
-        // first, the others' minimum would have been emitted.
-        if (low_idle != runtime::max_watermark) advance(low_idle);
+        if (followed != runtime::min_watermark) advance(followed);
         subtask_idle_ = true;
         this->next_->on_control({runtime::event_kind::idle, 0});
       }
       return;
     }
     subtask_idle_ = false;
-    if (low == runtime::min_watermark) return;
-    advance(low);
+    if (followed == runtime::min_watermark) return;
+    advance(followed);
   }
 
   /// Emits the watermark of partitions whose highest timestamp is `low`,
