@@ -39,9 +39,9 @@ using stream::testing::child_process;
 using stream::testing::cluster;
 using stream::testing::committed_values;
 using stream::testing::count_of;
-using stream::testing::diff;
 using stream::testing::eventually;
 using stream::testing::expected_windows;
+using stream::testing::line_diff;
 using stream::testing::per_second;
 using stream::testing::topics;
 using stream::testing::users;
@@ -295,7 +295,7 @@ TEST_F(kafka_connector_test,
     expected.push_back("record " + std::to_string(i));
   std::sort(expected.begin(), expected.end());
   auto actual = committed_values(brokers_, topic);
-  EXPECT_TRUE(actual == expected) << diff(expected, actual);
+  EXPECT_TRUE(actual == expected) << line_diff(expected, actual);
 }
 
 TEST_F(kafka_connector_test,
@@ -337,7 +337,7 @@ TEST_F(kafka_connector_test,
     expected.push_back("record " + std::to_string(i));
   std::sort(expected.begin(), expected.end());
   auto actual = committed_values(brokers_, topic);
-  EXPECT_TRUE(actual == expected) << diff(expected, actual);
+  EXPECT_TRUE(actual == expected) << line_diff(expected, actual);
   EXPECT_LT(clock_type::now() - started, 30s);
   EXPECT_FALSE(exactly.writer->commit(2).ok());
 }

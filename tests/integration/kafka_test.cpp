@@ -44,9 +44,9 @@ using stream::testing::child_process;
 using stream::testing::cluster;
 using stream::testing::committed_values;
 using stream::testing::count_of;
-using stream::testing::diff;
 using stream::testing::eventually;
 using stream::testing::expected_windows;
+using stream::testing::line_diff;
 using stream::testing::per_second;
 using stream::testing::topics;
 using stream::testing::users;
@@ -85,7 +85,7 @@ TEST_F(kafka_test, the_seed_topology_writes_each_window_exactly_once) {
   auto expected = expected_windows(input);
   auto actual = committed_values(brokers_, t.out);
   EXPECT_EQ(actual.size(), expected.size());
-  EXPECT_TRUE(actual == expected) << diff(expected, actual);
+  EXPECT_TRUE(actual == expected) << line_diff(expected, actual);
   std::filesystem::remove_all(dir);
 }
 
@@ -148,7 +148,7 @@ TEST_F(kafka_test, killed_workers_neither_lose_nor_duplicate_windows) {
   auto expected = expected_windows(input);
   auto actual = committed_values(brokers_, t.out);
   EXPECT_EQ(actual.size(), expected.size());
-  EXPECT_TRUE(actual == expected) << diff(expected, actual);
+  EXPECT_TRUE(actual == expected) << line_diff(expected, actual);
   // For the log: messages of transactions the kills aborted show up only
   // for read_uncommitted (whether a kill caught output in flight depends
   // on its moment).
@@ -227,7 +227,7 @@ TEST_F(kafka_test, malformed_messages_are_counted_and_dead_lettered) {
   }
   auto expected = expected_windows(input);
   auto actual = committed_values(brokers_, t.out);
-  EXPECT_TRUE(actual == expected) << diff(expected, actual);
+  EXPECT_TRUE(actual == expected) << line_diff(expected, actual);
 }
 
 TEST_F(kafka_test, the_fail_policy_fails_the_job_at_a_malformed_message) {

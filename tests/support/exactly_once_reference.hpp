@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "exactly_once.hpp"
+#include "line_diff.hpp"
 
 namespace stream::testing {
 
@@ -67,21 +68,6 @@ inline std::vector<std::string> committed_lines(const std::string& dir) {
   }
   std::sort(lines.begin(), lines.end());
   return lines;
-}
-
-/// Lines in `a` but not `b` and the other way round, for failure messages.
-inline std::string line_diff(const std::vector<std::string>& expected,
-                             const std::vector<std::string>& actual) {
-  std::vector<std::string> missing, extra;
-  std::set_difference(expected.begin(), expected.end(), actual.begin(),
-                      actual.end(), std::back_inserter(missing));
-  std::set_difference(actual.begin(), actual.end(), expected.begin(),
-                      expected.end(), std::back_inserter(extra));
-  std::string out = std::to_string(missing.size()) + " missing, " +
-                    std::to_string(extra.size()) + " extra";
-  if (!missing.empty()) out += "; first missing: " + missing.front();
-  if (!extra.empty()) out += "; first extra: " + extra.front();
-  return out;
 }
 
 }  // namespace stream::testing

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -16,6 +15,7 @@
 #include <vector>
 
 #include "kafka_support.hpp"
+#include "line_diff.hpp"
 #include "windowed_process.hpp"
 
 namespace stream::testing {
@@ -86,24 +86,6 @@ inline std::vector<std::string> committed_values(const std::string& brokers,
   for (auto& m : tk::read_all(brokers, topic, true)) values.push_back(m.value);
   std::sort(values.begin(), values.end());
   return values;
-}
-
-/// First lines that differ, for failure messages.
-inline std::string diff(const std::vector<std::string>& expected,
-                        const std::vector<std::string>& actual) {
-  std::vector<std::string> missing;
-  std::vector<std::string> extra;
-  std::set_difference(expected.begin(), expected.end(), actual.begin(),
-                      actual.end(), std::back_inserter(missing));
-  std::set_difference(actual.begin(), actual.end(), expected.begin(),
-                      expected.end(), std::back_inserter(extra));
-  std::string out = std::to_string(missing.size()) + " missing, " +
-                    std::to_string(extra.size()) + " extra (duplicates)\n";
-  for (std::size_t i = 0; i < std::min<std::size_t>(5, missing.size()); ++i)
-    out += "  missing: " + missing[i] + "\n";
-  for (std::size_t i = 0; i < std::min<std::size_t>(5, extra.size()); ++i)
-    out += "  extra:   " + extra[i] + "\n";
-  return out;
 }
 
 /// Polls `done` every 10 ms for at most `timeout`.
