@@ -290,15 +290,15 @@ std::vector<partition_position> reader::positions() const {
   return out;
 }
 
-std::size_t reader::poll(std::size_t max, const message_fn& fn) {
+void reader::poll(std::size_t max, std::vector<polled>& out) {
   auto& s = *self_;
+  out.clear();
   s.release();
   if (s.dead_letters) rd_kafka_poll(s.dead_letters.get(), 0);
-  if (max == 0 || s.partitions.empty()) return 0;
+  if (max == 0 || s.partitions.empty()) return;
   s.fetched.resize(max);
   auto got = rd_kafka_consume_batch_queue(s.queue, 0, s.fetched.data(), max);
   s.fetched.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
-  std::size_t handed = 0;
   for (auto* m : s.fetched) {
     auto p = static_cast<std::size_t>(m->partition);
     auto i = p < s.index_of.size() ? s.index_of[p] : SIZE_MAX;
@@ -321,16 +321,14 @@ std::size_t reader::poll(std::size_t max, const message_fn& fn) {
     s.next[i] = m->offset + 1;
     s.at_end[i] = false;
     if (s.stop[i] >= 0 && s.next[i] >= s.stop[i]) s.mark_done(i);
-    message view;
-    view.key = {static_cast<const char*>(m->key), m->key_len};
-    view.value = {static_cast<const char*>(m->payload), m->len};
-    view.partition = m->partition;
-    view.offset = m->offset;
-    view.timestamp_ms = rd_kafka_message_timestamp(m, nullptr);
-    fn(i, view);
-    ++handed;
+    auto& handed = out.emplace_back();
+    handed.index = i;
+    handed.view.key = {static_cast<const char*>(m->key), m->key_len};
+    handed.view.value = {static_cast<const char*>(m->payload), m->len};
+    handed.view.partition = m->partition;
+    handed.view.offset = m->offset;
+    handed.view.timestamp_ms = rd_kafka_message_timestamp(m, nullptr);
   }
-  return handed;
 }
 
 bool reader::at_end(std::size_t index) const noexcept {

@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -146,9 +145,12 @@ struct partition_position {
 /// thread-safe: used by the task's actor only.
 class reader {
  public:
-  /// Called per data message of a poll, with the index of its partition in
+  /// A data message of a poll, with the index of its partition in
   /// `partitions()`.
-  using message_fn = std::function<void(std::size_t, const message&)>;
+  struct polled {
+    std::size_t index = 0;
+    message view;
+  };
 
   /// Connects, reads the topic's partition count and picks this subtask's
   /// partitions. Errors: broker unreachable, topic missing, bad properties.
@@ -168,9 +170,11 @@ class reader {
   status restore(const std::vector<partition_position>& positions);
   std::vector<partition_position> positions() const;
 
-  /// Hands at most `max` messages that are already fetched to `fn`, without
-  /// waiting; returns how many. Consumer errors fail with an exception.
-  std::size_t poll(std::size_t max, const message_fn& fn);
+  /// Replaces `out` with at most `max` messages that are already fetched,
+  /// without waiting (a plain loop over them, no call per message); their
+  /// views stay valid until the next poll. Consumer errors fail with an
+  /// exception.
+  void poll(std::size_t max, std::vector<polled>& out);
   /// Bounded: every partition reached its stop offset.
   bool finished() const noexcept;
   /// Partition `index` (of `partitions()`) reached its end and nothing

@@ -108,8 +108,9 @@ class source_stage final : public stream::detail::source_base<T> {
         return throttled(now + std::chrono::milliseconds{2});
       n = static_cast<std::size_t>(std::min<std::uint64_t>(n, due - consumed_));
     }
-    auto got = reader_->poll(
-        n, [this, now](std::size_t i, const message& m) { take(i, m, now); });
+    reader_->poll(n, polled_);
+    for (const auto& p : polled_) take(p.index, p.view, now);
+    const auto got = polled_.size();
     consumed_ += got;
     this->forward(this->out_);
     if (now - last_lag_ >= std::chrono::seconds{1}) {
@@ -290,6 +291,7 @@ class source_stage final : public stream::detail::source_base<T> {
   clock::time_point last_emit_;
   clock::time_point last_lag_;
   std::vector<partition_clock> clocks_;
+  std::vector<reader::polled> polled_;  ///< reused by every pull
   std::int64_t emitted_ = runtime::min_watermark;
   bool subtask_idle_ = false;
   /// Positions per checkpoint not yet complete, committed to the group
