@@ -65,9 +65,9 @@ int main(int argc, char** argv) {
       {{"readings", "readings to generate, 0 = unbounded", "0",
         stream::option_kind::unsigned_integer},
        {"sensors", "distinct sensors", "100",
-        stream::option_kind::unsigned_integer},
+        stream::option_kind::unsigned_integer, 1},
        {"rate", "readings per second, 0 = unlimited", "0",
-        stream::option_kind::number},
+        stream::option_kind::number, 0},
        {"output", "directory of the part files (windows/, totals/)", ""},
        {"fail-at",
         "comma-separated reading numbers whose processing throws once, to "

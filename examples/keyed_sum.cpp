@@ -27,9 +27,9 @@ int main(int argc, char** argv) {
       {{"records", "records to generate, 0 = unbounded", "0",
         stream::option_kind::unsigned_integer},
        {"keys", "distinct auctions", "10000",
-        stream::option_kind::unsigned_integer},
+        stream::option_kind::unsigned_integer, 1},
        {"rate", "records per second over all sources, 0 = unlimited", "0",
-        stream::option_kind::number},
+        stream::option_kind::number, 0},
        {"output",
         "file for auction<TAB>sum<TAB>count lines (default: count and drop)",
         ""}});

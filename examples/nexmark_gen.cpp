@@ -44,6 +44,6 @@ int main(int argc, char** argv) {
        {"seed", "generator seed (0: the standard stream)", "0",
         stream::option_kind::unsigned_integer},
        {"event-rate", "generated events per second of event time", "10000",
-        stream::option_kind::number},
+        stream::option_kind::number, 1},
        {"output", "file for the JSON lines (required)", ""}});
 }

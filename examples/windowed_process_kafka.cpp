@@ -99,9 +99,9 @@ int main(int argc, char** argv) {
        {"start-timestamp", "ms since the epoch, for --start timestamp", "0",
         stream::option_kind::unsigned_integer},
        {"bounded", "1: stop at the end offsets seen at the first start", "0",
-        stream::option_kind::unsigned_integer},
+        stream::option_kind::unsigned_integer, 0, 1},
        {"read-rate", "views read per second, 0 = unlimited", "0",
-        stream::option_kind::number},
+        stream::option_kind::number, 0},
        {"prefetch",
         "messages a source subtask fetches ahead, split over its "
         "partitions (about 0.35 KB each)",

@@ -78,11 +78,21 @@ result<std::shared_ptr<const checkpoint::restore_point>> recovery_point(
                                              options.checkpoint_dir +
                                              "': " + latest.error().message()};
   }
+  std::string warning;
+  if (auto st =
+          checkpoint::check_resumable(*latest, options.restore_final, warning);
+      !st.ok())
+    return status{st.code(), "cannot recover job '" + options.job_name +
+                                 "': " + st.message()};
+  if (!warning.empty()) std::fprintf(stderr, "stream: %s\n", warning.c_str());
   std::fprintf(stderr,
-               "stream: recovering job '%s' from checkpoint %lld in %s (a "
+               "stream: recovering job '%s' from %s %lld in %s (a "
                "coordinator resumes its job; use another --job-name or "
                "--checkpoint-dir to start over)\n",
                options.job_name.c_str(),
+               latest->meta.kind == checkpoint::snapshot_kind::savepoint
+                   ? "savepoint"
+                   : "checkpoint",
                static_cast<long long>(latest->meta.id), latest->folder.c_str());
   return std::shared_ptr<const checkpoint::restore_point>{
       std::make_shared<checkpoint::restore_point>(std::move(*latest))};
@@ -160,6 +170,7 @@ result<job_report> execute_coordinator(environment& env,
   auto plan = cluster_plan(env);
   if (!plan) return plan.error();
   if (auto st = env.graph().run_checks(options); !st.ok()) return st;
+  if (auto st = check_storage(options); !st.ok()) return st;
   auto restore = recovery_point(env, *plan);
   if (!restore) return restore.error();
   auto registry =
@@ -177,6 +188,7 @@ result<job_report> execute_coordinator(environment& env,
   cc.restore = *restore;
   cc.runner = self;
   cc.local = false;
+  cc.definition = env.definition();
   auto coordinator =
       sys.spawn<actors::coordinator, caf::detached>(std::move(cc));
   auto port = publish(sys, coordinator, options.cluster_port, options);
@@ -241,6 +253,7 @@ result<job_report> execute_worker(environment& env,
   wc.registry = registry.get();
   wc.options = options;
   wc.runner = self;
+  wc.definition = env.definition();
   auto worker = sys.spawn<actors::worker, caf::detached>(std::move(wc));
   self->monitor(worker);
   // Other workers send data here.

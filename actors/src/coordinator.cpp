@@ -161,15 +161,9 @@ caf::behavior coordinator::make_behavior() {
         savepoint_requested_ = true;
         after_checkpoint();
       },
-      [this](stop_atom) {
-        stop_requested_ = true;
-        stopped_ = true;
-        if (!ready() && tasks_.empty() && phase_ == phase::running) {
-          phase_ = phase::stopping;
-          finish_job();
-          return;
-        }
-        after_checkpoint();
+      [this](stop_atom) { on_stop(); },
+      [this](stop_timeout_atom, std::uint32_t stage) {
+        on_stop_timeout(stage);
       },
       [this](cancel_atom) { cancel(); },
       [this](status_atom) { return status_json(); },
@@ -246,6 +240,10 @@ caf::behavior coordinator::make_behavior() {
       },
       [this](failed_atom, std::uint32_t attempt, const std::string& what) {
         if (attempt == attempt_) on_failure(what);
+      },
+      [this](restore_failed_atom, std::uint32_t attempt,
+             const std::string& what) {
+        if (attempt == attempt_) on_restore_failure(what);
       },
       [this](restart_atom, std::uint32_t attempt) {
         if (attempt != attempt_ || phase_ != phase::restarting) return;
@@ -328,6 +326,7 @@ checkpoint::metadata coordinator::build_metadata(
   meta.created_ms = wall_ms();
   meta.max_parallelism = config_.options.max_parallelism;
   meta.final = p.final;
+  meta.drained = p.final && drain_;
   std::map<std::uint32_t, checkpoint::metadata::operator_entry> ops;
   for (const auto& ack : p.acks) {
     for (const auto& h : ack.handles) {
@@ -393,7 +392,7 @@ void coordinator::complete() {
     if (t.live()) send(t.handle, complete_atom::value, p.id);
   }
   if (p.stop || p.final) {
-    stopped_ = p.stop;
+    stopped_ = stopped_ || p.stop;  // a drain stopped the job too
     final_id_ = p.id;
     phase_ = phase::stopping;
     shutdown_all();
@@ -443,7 +442,7 @@ void coordinator::after_checkpoint() {
     }
     return;
   }
-  if (stop_requested_ && config_.options.stop_with_savepoint) {
+  if (stop_requested_ && !config_.options.drain_on_stop) {
     stop_requested_ = false;
     savepoint_requested_ = false;
     trigger(checkpoint::snapshot_kind::savepoint, true, false);
@@ -510,6 +509,46 @@ void coordinator::on_failure(const std::string& what) {
                static_cast<long long>(delay->count()));
   kill_all();
   delayed_send(this, *delay, restart_atom::value, attempt_);
+}
+
+void coordinator::on_restore_failure(const std::string& what) {
+  if (phase_ != phase::running || !deployed_from_) {
+    on_failure(what);
+    return;
+  }
+  // Loading the same checkpoint again gives the same error: drop it as a
+  // restore point (its folder stays, for inspection) and fall back at once
+  // to the one before, without the restart strategy's backoff. Each
+  // fallback shrinks `completed_`, so this ends.
+  const auto bad = *deployed_from_;
+  std::erase_if(completed_, [&](const checkpoint::restore_point& r) {
+    return r.folder == bad.folder;
+  });
+  std::fprintf(stderr, "stream: %s %lld in %s cannot be restored: %s\n",
+               kind_name(bad.meta.kind), static_cast<long long>(bad.meta.id),
+               bad.folder.c_str(), what.c_str());
+  if (pending_) abort("a task failed", "failover");
+  if (completed_.empty()) {
+    failure_ =
+        status{errc::malformed_data,
+               std::string{kind_name(bad.meta.kind)} + " " +
+                   std::to_string(bad.meta.id) + " in '" + bad.folder +
+                   "' cannot be restored (" + what +
+                   ") and this run has no older checkpoint to fall back to: "
+                   "restore an earlier checkpoint or savepoint with --restore"};
+    phase_ = phase::stopping;
+    kill_all();
+    if (alive_ == 0) finish_job();
+    return;
+  }
+  phase_ = phase::restarting;
+  deploying_ = 0;
+  restarts_total_->add(1);
+  failed_at_ = clock::now();
+  awaiting_flow_ = true;
+  restart_due_ = true;
+  kill_all();
+  if (alive_ == 0) redeploy();
 }
 
 void coordinator::redeploy() {
@@ -641,16 +680,81 @@ void coordinator::cancel() {
   std::fprintf(stderr, "stream: job cancelled\n");
   cancelled_ = true;
   stopped_ = true;
+  end_now("job cancelled");
+}
+
+void coordinator::end_now(const std::string& why) {
   phase_ = phase::stopping;
   if (pending_) {
     auto p = std::move(*pending_);
     pending_.reset();
     in_progress_->set(0);
-    remember(p, false, 0, "job cancelled");
+    remember(p, false, 0, why);
     (void)storage_->discard(p.folder);
   }
   kill_all();
   if (alive_ == 0) finish_job();
+}
+
+void coordinator::on_stop() {
+  if (stop_seen_) return;
+  stop_seen_ = true;
+  stopped_ = true;
+  delayed_send(this, config_.options.stop_timeout, stop_timeout_atom::value,
+               std::uint32_t{1});
+  if (phase_ == phase::stopping) return;
+  const char* idle_state = phase_ == phase::restarting ? "recovering"
+                           : waiting_       ? "waiting for task slots"
+                           : tasks_.empty() ? "starting"
+                                            : nullptr;
+  if (idle_state != nullptr) {
+    // Nothing runs that a savepoint could capture; the newest completed
+    // checkpoint (or savepoint) already is the job's restore point.
+    std::fprintf(stderr, "stream: stopped while %s: no savepoint taken; %s\n",
+                 idle_state, last_restore_point().c_str());
+    end_now("job stopped");
+    return;
+  }
+  stop_requested_ = true;
+  after_checkpoint();
+}
+
+void coordinator::on_stop_timeout(std::uint32_t stage) {
+  if (finishing_) return;
+  if (stage >= 2) {
+    // Tasks did not report their end after being killed (a worker that
+    // is unreachable and not yet detected): end without them.
+    std::fprintf(stderr,
+                 "stream: %zu tasks did not end after being killed; ending "
+                 "without them\n",
+                 alive_);
+    finish_job();
+    return;
+  }
+  const auto ms = config_.options.stop_timeout.count();
+  std::string why =
+      final_id_ >= 0
+          ? "the tasks did not end within --stop-timeout (" +
+                std::to_string(ms) + " ms) after savepoint " +
+                std::to_string(final_id_) +
+                ": its output may not be committed; restore from it"
+          : "no savepoint within --stop-timeout (" + std::to_string(ms) +
+                " ms) of the stop request: the job was cancelled; " +
+                last_restore_point();
+  std::fprintf(stderr, "stream: %s\n", why.c_str());
+  if (failure_.ok()) failure_ = status{errc::cancelled, why};
+  end_now("the stop timed out");
+  if (!finishing_)
+    delayed_send(this, std::chrono::seconds{3}, stop_timeout_atom::value,
+                 std::uint32_t{2});
+}
+
+std::string coordinator::last_restore_point() const {
+  if (completed_.empty())
+    return "there is no completed checkpoint to restore from";
+  const auto& last = completed_.back();
+  return "restore from " + std::string{kind_name(last.meta.kind)} + " " +
+         std::to_string(last.meta.id) + " (" + last.folder + ")";
 }
 
 void coordinator::remember(const pending_checkpoint& p, bool completed,

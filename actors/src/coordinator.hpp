@@ -36,6 +36,9 @@ struct coordinator_config {
   /// The checkpoint given with --restore, already resolved; may be null.
   std::shared_ptr<const checkpoint::restore_point> restore;
   caf::actor runner;  ///< Receives the `result`.
+  /// `environment::definition()` of the job: a worker must register with
+  /// the same.
+  std::string definition;
   /// Local role: the coordinator hosts the tasks itself, on a worker actor
   /// of its own with unlimited slots. Otherwise workers register.
   bool local = true;
@@ -58,9 +61,11 @@ struct coordinator_config {
 /// ones. Past the strategy's limit the job fails.
 ///
 /// When every task finished, a final checkpoint commits the last output
-/// (with checkpoints enabled), then the tasks shut down. Stop requests
-/// either drain the sources or (stop with savepoint) take a savepoint and
-/// shut down without draining.
+/// (with checkpoints enabled), then the tasks shut down. A stop request
+/// takes a savepoint and shuts down without draining (or, with
+/// `drain_on_stop`, drains the sources); one arriving while nothing runs
+/// (recovering, waiting for slots) ends the job at once, and one not done
+/// within `stop_timeout` cancels the job (failure `errc::cancelled`).
 ///
 /// Reports `result(code, message, stopped, savepoint folder, restarts)` to
 /// the runner once every task is gone; code 0 is success.
@@ -127,9 +132,15 @@ class coordinator final : public caf::event_based_actor {
   bool ready() const;
   std::string on_register(const std::string& id, const std::string& address,
                           std::uint32_t slots, const std::string& protocol,
-                          const std::string& fingerprint);
+                          const std::string& definition);
   void lose_worker(std::size_t index, const std::string& why);
   void cancel();
+  /// Kills every task (aborting a pending checkpoint) and finishes the job.
+  void end_now(const std::string& why);
+  void on_stop();
+  void on_stop_timeout(std::uint32_t stage);
+  /// "restore from checkpoint N (folder)", for messages.
+  std::string last_restore_point() const;
   void remember(const pending_checkpoint& p, bool completed, std::uint64_t size,
                 const std::string& reason);
   void answer_savepoint_waiters(const std::string& json);
@@ -143,6 +154,7 @@ class coordinator final : public caf::event_based_actor {
   void abort(const std::string& reason, const char* label);
   void on_finished(std::uint32_t chain, std::uint32_t subtask);
   void on_failure(const std::string& what);
+  void on_restore_failure(const std::string& what);
   void redeploy();
   void shutdown_all();
   void kill_all();
@@ -162,6 +174,8 @@ class coordinator final : public caf::event_based_actor {
   /// Waiting for task slots: deploy once enough workers registered.
   bool waiting_ = false;
   std::shared_ptr<const checkpoint::restore_point> waiting_restore_;
+  /// The restore point of the current attempt (null: started empty).
+  std::shared_ptr<const checkpoint::restore_point> deployed_from_;
   std::size_t deploying_ = 0;  ///< Deploy answers outstanding.
   std::vector<task_slot> tasks_;
   std::size_t alive_ = 0;
@@ -190,7 +204,8 @@ class coordinator final : public caf::event_based_actor {
   std::vector<checkpoint::restore_point> completed_;
   bool savepoint_requested_ = false;
   bool stop_requested_ = false;
-  bool drain_ = false;  ///< Sources were told to end their input.
+  bool drain_ = false;      ///< Sources were told to end their input.
+  bool stop_seen_ = false;  ///< A stop was requested (once is enough).
 
   status failure_;
   bool stopped_ = false;

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "coordinator.hpp"
+#include "stream/environment.hpp"
 
 namespace stream::actors {
 
@@ -21,6 +22,7 @@ void coordinator::deploy(
     std::shared_ptr<const checkpoint::restore_point> restore) {
   const auto& graph = *config_.graph;
   const auto& plan = *config_.plan;
+  deployed_from_ = restore;
   tasks_.clear();
   alive_ = 0;
   // One slot holds one subtask of every chain (slot sharing): subtask s of
@@ -164,16 +166,37 @@ std::string coordinator::on_register(const std::string& id,
                                      const std::string& address,
                                      std::uint32_t slots,
                                      const std::string& protocol,
-                                     const std::string& fingerprint) {
+                                     const std::string& definition) {
+  auto refuse = [&](std::string why) {
+    std::fprintf(stderr, "stream: refused worker %s: %s\n", id.c_str(),
+                 why.c_str());
+    return why;
+  };
   if (protocol != protocol_signature())
-    return "this worker speaks '" + protocol + "', the coordinator '" +
-           protocol_signature() +
-           "': run the same build of the binary in every process";
-  if (fingerprint != fingerprint_)
-    return "the worker built a different job (topology " + fingerprint +
-           ", the coordinator's is " + fingerprint_ +
-           "): run the same binary with the same options everywhere";
-  if (config_.local) return "this coordinator runs in the local role";
+    return refuse("this worker speaks '" + protocol + "', the coordinator '" +
+                  protocol_signature() +
+                  "': run the same build of the binary in every process");
+  auto differences = definition_differences(config_.definition, definition);
+  for (const auto& d : differences) {
+    if (d.option == "topology")
+      return refuse("the worker built a different job (topology " + d.theirs +
+                    ", the coordinator's is " + d.mine +
+                    "): run the same binary with the same options "
+                    "everywhere");
+  }
+  if (!differences.empty()) {
+    std::string list;
+    for (const auto& d : differences) {
+      list += list.empty() ? "" : ", ";
+      list +=
+          d.option + " (coordinator: " + d.mine + ", worker: " + d.theirs + ")";
+    }
+    return refuse(
+        "the worker's job options differ from the coordinator's: " + list +
+        ": start every process of a job with the same job "
+        "options");
+  }
+  if (config_.local) return refuse("this coordinator runs in the local role");
   auto handle = caf::actor_cast<caf::actor>(current_sender());
   if (!handle) return "the registration came without a sender";
   // The same worker again (its first answer came too late for it): keep

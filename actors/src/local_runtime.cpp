@@ -2,11 +2,13 @@
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "coordinator.hpp"
 #include "messages.hpp"
 #include "runtime_internal.hpp"
+#include "stream/detail/text_io.hpp"
 #include "stream/metrics.hpp"
 #include "stream/metrics_server.hpp"
 #include "stream/run.hpp"
@@ -78,6 +80,12 @@ result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
                                    env.graph().fingerprint(), skipped);
   for (const auto& s : skipped) std::fprintf(stderr, "stream: %s\n", s.c_str());
   if (!point) return point.error();
+  std::string warning;
+  if (auto st =
+          checkpoint::check_resumable(*point, options.restore_final, warning);
+      !st.ok())
+    return st;
+  if (!warning.empty()) std::fprintf(stderr, "stream: %s\n", warning.c_str());
   if (point->meta.max_parallelism != options.max_parallelism)
     return status{errc::invalid_config,
                   "checkpoint '" + point->folder + "' was taken with " +
@@ -104,6 +112,31 @@ result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
                static_cast<long long>(point->meta.id), point->folder.c_str());
   return std::shared_ptr<const checkpoint::restore_point>{
       std::make_shared<checkpoint::restore_point>(std::move(*point))};
+}
+
+status check_storage(const job_options& options) {
+  checkpoint::storage store{options.checkpoint_dir, options.savepoint_dir,
+                            options.job_name};
+  if (options.checkpoint_interval.count() > 0) {
+    if (auto st = check_writable_directory(store.root(), "--checkpoint-dir");
+        !st.ok())
+      return st;
+  }
+  if (!options.drain_on_stop) {
+    // A stop takes a savepoint: its folder must be writable too.
+    auto root =
+        std::filesystem::path{
+            store.folder(1, checkpoint::snapshot_kind::savepoint)}
+            .parent_path()
+            .string();
+    if (auto st = check_writable_directory(
+            root, options.savepoint_dir.empty()
+                      ? "--checkpoint-dir (savepoints on stop)"
+                      : "--savepoint-dir");
+        !st.ok())
+      return st;
+  }
+  return {};
 }
 
 result<std::unique_ptr<metrics_server>> serve_metrics(
@@ -194,6 +227,7 @@ result<job_report> execute(environment& env, const execution_hooks& hooks) {
   auto plan = execution_plan::build(env.graph(), options, env.chaining());
   if (!plan) return plan.error();
   if (auto st = env.graph().run_checks(options); !st.ok()) return st;
+  if (auto st = detail::check_storage(options); !st.ok()) return st;
   auto restore = detail::resolve_restore(env, *plan);
   if (!restore) return restore.error();
   auto registry =

@@ -27,6 +27,10 @@ using tick_atom = caf::atom_constant<caf::atom("st_tick")>;
 using stop_atom = caf::atom_constant<caf::atom("st_stop")>;
 using done_atom = caf::atom_constant<caf::atom("st_done")>;
 using failed_atom = caf::atom_constant<caf::atom("st_failed")>;
+// Task -> coordinator: its state cannot be restored from the checkpoint it
+// was deployed with, and trying again cannot help (damaged or foreign
+// content, as opposed to an I/O error).
+using restore_failed_atom = caf::atom_constant<caf::atom("st_rfail")>;
 // Checkpoints: coordinator -> task.
 using trigger_atom = caf::atom_constant<caf::atom("st_trig")>;
 using complete_atom = caf::atom_constant<caf::atom("st_compl")>;
@@ -39,6 +43,7 @@ using finished_atom = caf::atom_constant<caf::atom("st_fin")>;
 using checkpoint_atom = caf::atom_constant<caf::atom("st_ckpt")>;
 using timeout_atom = caf::atom_constant<caf::atom("st_tmout")>;
 using restart_atom = caf::atom_constant<caf::atom("st_restrt")>;
+using stop_timeout_atom = caf::atom_constant<caf::atom("st_stopto")>;
 using savepoint_atom = caf::atom_constant<caf::atom("st_savept")>;
 using result_atom = caf::atom_constant<caf::atom("st_result")>;
 

@@ -6,8 +6,10 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 namespace po = boost::program_options;
@@ -45,15 +47,23 @@ struct usage_error {
   std::string message;
 };
 
+/// `text` as shown in an error: a value may be a whole config line of
+/// megabytes, which must not be echoed back in full.
+std::string clip(const std::string& text, std::size_t limit = 80) {
+  if (text.size() <= limit) return text;
+  return text.substr(0, limit) + "... (" + std::to_string(text.size()) +
+         " characters)";
+}
+
 std::uint64_t parse_unsigned(const std::string& name, const std::string& text,
                              std::uint64_t lo, std::uint64_t hi) {
   std::uint64_t v = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc{} || ptr != text.data() + text.size() || text.empty())
-    throw usage_error{"invalid value '" + text + "' for --" + name +
+    throw usage_error{"invalid value '" + clip(text) + "' for --" + name +
                       ": expected a whole number"};
   if (v < lo || v > hi)
-    throw usage_error{"invalid value '" + text + "' for --" + name +
+    throw usage_error{"invalid value '" + clip(text) + "' for --" + name +
                       ": must be between " + std::to_string(lo) + " and " +
                       std::to_string(hi)};
   return v;
@@ -63,9 +73,31 @@ double parse_number(const std::string& name, const std::string& text) {
   char* end = nullptr;
   double v = std::strtod(text.c_str(), &end);
   if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(v))
-    throw usage_error{"invalid value '" + text + "' for --" + name +
+    throw usage_error{"invalid value '" + clip(text) + "' for --" + name +
                       ": expected a number"};
   return v;
+}
+
+/// Checks an application option's value against its kind and bounds.
+void check_app_value(const app_option& a, const std::string& value) {
+  if (value.empty() || a.kind == option_kind::text) return;
+  double v =
+      a.kind == option_kind::unsigned_integer
+          ? static_cast<double>(parse_unsigned(a.name, value, 0, UINT64_MAX))
+          : parse_number(a.name, value);
+  auto bound = [](double b) {
+    std::ostringstream out;
+    out << b;
+    return out.str();
+  };
+  if (v < a.min_value || v > a.max_value) {
+    std::string range =
+        a.max_value == std::numeric_limits<double>::infinity()
+            ? "at least " + bound(a.min_value)
+            : "between " + bound(a.min_value) + " and " + bound(a.max_value);
+    throw usage_error{"invalid value '" + clip(value) + "' for --" + a.name +
+                      ": must be " + range};
+  }
 }
 
 std::chrono::microseconds parse_time(const std::string& name,
@@ -117,8 +149,12 @@ const common_option common_options[] = {
      "port of /metrics, 0 picks a free one "
      "(default: 9249)"},
     {"stop-after", "DURATION",
-     "stop gracefully after this long, 0 = run until the input ends "
-     "(default: 0)"},
+     "stop after this long as on SIGTERM (a savepoint, no drain; see "
+     "--drain), 0 = run until the input ends (default: 0)"},
+    {"stop-timeout", "DURATION",
+     "a stop that has no savepoint after this long (checkpoint hung, "
+     "recovering, waiting for slots) cancels the job, exit code 1 "
+     "(default: 20s)"},
     {"status-interval", "DURATION",
      "print a progress line this often, 0 disables (default: 0)"},
     {"watermark-interval", "DURATION",
@@ -146,7 +182,7 @@ const common_option common_options[] = {
      "completed checkpoints kept, 1..1000 (default: 3)"},
     {"restore", "PATH",
      "start from this checkpoint or savepoint folder, or from the newest "
-     "usable checkpoint under this directory"},
+     "usable checkpoint or savepoint under this directory"},
     {"restart-strategy", "NAME",
      "on a task failure: none, fixed-delay, exponential, failure-rate or "
      "auto = exponential with checkpoints, none without (default: auto)"},
@@ -230,9 +266,14 @@ po::options_description describe(const std::vector<app_option>& app,
   common.add_options()("no-chaining", po::bool_switch(),
                        "give every operator its own actor");
   common.add_options()(
-      "stop-with-savepoint", po::bool_switch(),
-      "on SIGINT/SIGTERM or --stop-after, take a savepoint and end without "
-      "draining the input (SIGUSR1 takes a savepoint at any time)");
+      "drain", po::bool_switch(),
+      "on SIGINT/SIGTERM or --stop-after, end the input for good and fire "
+      "every window instead of stopping with a savepoint; the final "
+      "checkpoint is marked drained and a restore refuses it");
+  common.add_options()(
+      "restore-final", po::bool_switch(),
+      "restore even a final checkpoint (taken after the input ended or was "
+      "drained); records read after it are late for its windows");
   for (const auto& o : app) {
     std::string help = o.help;
     if (!o.default_value.empty()) help += " (default: " + o.default_value + ")";
@@ -289,13 +330,21 @@ parsed parse(int argc, char** argv, const std::vector<app_option>& app) {
         vm);
     if (vm.count("config") != 0) {
       auto path = vm["config"].as<std::string>();
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(path, ec))
+        throw usage_error{"config file '" + clip(path) + "' " +
+                          (std::filesystem::exists(path, ec)
+                               ? "is not a regular file"
+                               : "does not exist")};
       std::ifstream file{path};
-      if (!file) throw usage_error{"cannot open config file '" + path + "'"};
+      if (!file)
+        throw usage_error{"cannot open config file '" + clip(path) + "'"};
       po::store(po::parse_config_file(file, all, false), vm);
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    throw usage_error{e.what()};
+    // Its message quotes the offending value, which may be huge.
+    throw usage_error{clip(e.what(), 300)};
   }
   parsed out;
   auto text = [&](const char* name) -> const std::string* {
@@ -324,6 +373,8 @@ parsed parse(int argc, char** argv, const std::vector<app_option>& app) {
         parse_unsigned("metrics-port", *v, 0, 65535));
   if (auto* v = text("stop-after"))
     o.stop_after = parse_time_ms("stop-after", *v);
+  if (auto* v = text("stop-timeout"))
+    o.stop_timeout = parse_time_ms("stop-timeout", *v);
   if (auto* v = text("status-interval"))
     o.status_interval = parse_time_ms("status-interval", *v);
   if (auto* v = text("watermark-interval"))
@@ -341,7 +392,8 @@ parsed parse(int argc, char** argv, const std::vector<app_option>& app) {
   if (auto* v = text("savepoint-dir")) o.savepoint_dir = *v;
   u32("checkpoints-retained", o.checkpoints_retained);
   if (auto* v = text("restore")) o.restore = *v;
-  o.stop_with_savepoint = vm["stop-with-savepoint"].as<bool>();
+  o.drain_on_stop = vm["drain"].as<bool>();
+  o.restore_final = vm["restore-final"].as<bool>();
   if (auto* v = text("restart-strategy")) o.restart_strategy = *v;
   u32("restart-attempts", o.restart_attempts);
   if (auto* v = text("restart-delay"))
@@ -381,12 +433,7 @@ parsed parse(int argc, char** argv, const std::vector<app_option>& app) {
   for (const auto& a : app) {
     const auto* v = text(a.name.c_str());
     std::string value = v != nullptr ? *v : a.default_value;
-    if (!value.empty()) {
-      if (a.kind == option_kind::unsigned_integer)
-        parse_unsigned(a.name, value, 0, UINT64_MAX);
-      else if (a.kind == option_kind::number)
-        parse_number(a.name, value);
-    }
+    check_app_value(a, value);
     out.app_values[a.name] = value;
   }
   return out;

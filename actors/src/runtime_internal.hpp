@@ -24,6 +24,11 @@ void configure_system(caf::actor_system_config& cfg, const job_options& options,
 result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
     const environment& env, const execution_plan& plan);
 
+/// Start-up check that the folders a job writes its checkpoints (when
+/// periodic checkpoints are on) and savepoints (unless a stop drains) to
+/// can be written, so that a wrong folder fails before any input is read.
+status check_storage(const job_options& options);
+
 /// Serves /metrics of `registry` as the options say (none for an empty
 /// address) and tells `hooks` the port.
 result<std::unique_ptr<metrics_server>> serve_metrics(

@@ -81,7 +81,15 @@ void task_actor::on_start() {
     return;
   }
   if (auto st = restore(); !st.ok()) {
-    fail(st.message());
+    if (st.code() == errc::io_error) {
+      fail(st.message());
+    } else if (!failed_) {
+      failed_ = true;
+      reported_ = true;
+      send<caf::message_priority::high>(
+          config_.runner, restore_failed_atom::value, config_.attempt,
+          describe() + " cannot restore its state: " + st.message());
+    }
     quit(caf::make_error(caf::sec::runtime_error));
     return;
   }

@@ -171,7 +171,7 @@ void worker::try_connect() {
   monitor(coordinator_);
   request(coordinator_, register_timeout, register_atom::value,
           config_.options.worker_id, config_.address, config_.options.slots,
-          protocol_signature(), config_.graph->fingerprint())
+          protocol_signature(), config_.definition)
       .then(
           [this, target](const std::string& refusal) {
             if (!refusal.empty()) {

@@ -27,6 +27,9 @@ struct worker_config {
   caf::actor coordinator;
   /// Worker role: "host:port" where other workers reach this one.
   std::string address;
+  /// Worker role: `environment::definition()` of the job it built, sent
+  /// at registration.
+  std::string definition;
   /// Worker role: hears `failed_atom(0, why)` when the coordinator refused
   /// this worker (nothing to retry), and `result_atom` once it quit.
   caf::actor runner;
@@ -35,7 +38,7 @@ struct worker_config {
 /// Hosts task actors for the coordinator: the task slots of a process.
 ///
 /// Worker role protocol: connect to the coordinator (retried with backoff
-/// until it is up), `register(id, address, slots, protocol, fingerprint)`;
+/// until it is up), `register(id, address, slots, protocol, definition)`;
 /// the coordinator answers with an empty string or why it refuses. Then
 /// `deploy(attempt, restore folder, chains, subtasks, peers)` spawns task
 /// actors and answers with their handles, after connecting to the peers

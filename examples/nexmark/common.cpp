@@ -17,7 +17,7 @@ std::vector<stream::app_option> options(std::vector<stream::app_option> extra) {
       {"seed", "generator seed (0: the standard stream)", "0",
        stream::option_kind::unsigned_integer},
       {"event-rate", "generated events per second of event time", "10000",
-       stream::option_kind::number},
+       stream::option_kind::number, 1},
       {"bad-records", "on a line that does not parse: skip or fail", "skip"},
       {"output", "file for JSON-lines results (default: count and drop)", ""},
   };

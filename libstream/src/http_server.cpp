@@ -8,14 +8,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <exception>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 namespace stream {
@@ -33,9 +36,16 @@ namespace {
 
 // A fixed pool: with keep-alive off, a thread is busy only while one request
 // is read, handled and answered, and `request_timeout_ms` bounds how long a
-// slow client can hold it.
-constexpr const char* server_threads = "4";
-constexpr const char* request_timeout_ms = "10000";
+// slow or idle client can hold it. An idle connection (opened, nothing
+// sent) holds a thread until that timeout: with 128 threads, 120 idle
+// connections delay nobody, and more delay others by at most the timeout
+// per wave. (Four threads and 10 s let four idle sockets block the API for
+// 10 s.) The timeout stays above the 1 s a client such as curl waits for
+// "100 Continue" before it sends a large or chunked body, which civetweb
+// does not send to handlers. A thread costs its 16 KiB request buffer and
+// the little of its stack it touches.
+constexpr const char* server_threads = "128";
+constexpr const char* request_timeout_ms = "2000";
 constexpr const char* prometheus_content_type =
     "text/plain; version=0.0.4; charset=utf-8";
 
@@ -340,13 +350,54 @@ http_response json_error(int status, std::string_view message) {
 struct http_server::impl {
   std::unique_ptr<dispatcher> handler;
   std::unique_ptr<CivetServer> server;
+  std::string host;  ///< As given: an address to reach the listener at.
   std::uint16_t port = 0;
 };
+
+namespace {
+
+// Opens and closes one connection to the listener, so that civetweb's
+// accept loop wakes from its 2-second poll and sees the stop at once.
+void poke(const std::string& host, std::uint16_t port) {
+  std::string target = host;
+  if (target == "0.0.0.0") target = "127.0.0.1";
+  if (target == "::") target = "::1";
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(target.c_str(), std::to_string(port).c_str(), &hints,
+                  &found) != 0)
+    return;
+  const int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0) {
+    (void)connect(fd, found->ai_addr, found->ai_addrlen);
+    close(fd);
+  }
+  freeaddrinfo(found);
+}
+
+}  // namespace
 
 http_server::http_server(std::unique_ptr<impl> state)
     : impl_(std::move(state)) {}
 
-http_server::~http_server() = default;
+http_server::~http_server() {
+  if (!impl_ || !impl_->server) return;
+  // Poke the listener until the server is gone: a poke that lands before
+  // civetweb set its stop flag is served as a request and the loop polls
+  // again. Bounded by the poll period it shortens.
+  std::atomic<bool> stopped{false};
+  std::thread waker{[&] {
+    for (int i = 0; i < 100 && !stopped.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds{20});
+      if (!stopped.load()) poke(impl_->host, impl_->port);
+    }
+  }};
+  impl_->server.reset();
+  stopped = true;
+  waker.join();
+}
 
 result<std::unique_ptr<http_server>> http_server::start(
     config cfg, std::vector<route> routes) {
@@ -386,6 +437,7 @@ result<std::unique_ptr<http_server>> http_server::start(
                                       " reports an unexpected listening port"};
   }
   state->port = static_cast<std::uint16_t>(ports.front());
+  state->host = host;
   return std::unique_ptr<http_server>{new http_server(std::move(state))};
 }
 

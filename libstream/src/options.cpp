@@ -1,5 +1,7 @@
 #include "stream/options.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include "stream/key_groups.hpp"
@@ -16,11 +18,41 @@ status out_of_range(const char* option, std::uint64_t value, std::uint64_t lo,
                     ", got " + std::to_string(value)};
 }
 
+// A value as quoted in an error: a config line may be megabytes long.
+std::string shown(const std::string& text) {
+  constexpr std::size_t limit = 80;
+  if (text.size() <= limit) return text;
+  return text.substr(0, limit) + "... (" + std::to_string(text.size()) +
+         " characters)";
+}
+
+// A job name becomes a folder name under --checkpoint-dir and --state-dir
+// and a metric label: path separators or a leading dot could leave those
+// folders, and control characters would break logs and labels.
+status check_job_name(const std::string& name) {
+  constexpr std::size_t max_length = 128;
+  if (name.empty())
+    return status{errc::invalid_config, "--job-name must not be empty"};
+  if (name.size() > max_length)
+    return status{errc::invalid_config,
+                  "--job-name '" + shown(name) + "' is longer than " +
+                      std::to_string(max_length) + " characters"};
+  bool allowed = std::all_of(name.begin(), name.end(), [](unsigned char c) {
+    return std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.';
+  });
+  if (!allowed || name.front() == '.')
+    return status{errc::invalid_config,
+                  "--job-name '" + shown(name) +
+                      "' may hold only letters, digits, '-', '_' and '.', "
+                      "and may not start with '.': it names the job's "
+                      "folders under --checkpoint-dir and --state-dir"};
+  return {};
+}
+
 }  // namespace
 
 status job_options::validate() const {
-  if (job_name.empty())
-    return status{errc::invalid_config, "--job-name must not be empty"};
+  if (auto st = check_job_name(job_name); !st.ok()) return st;
   if (max_parallelism < 1 || max_parallelism > max_max_parallelism)
     return out_of_range("max-parallelism", max_parallelism, 1,
                         max_max_parallelism);
@@ -46,7 +78,7 @@ status job_options::validate() const {
   if (state_backend != "memory" && state_backend != "leveldb")
     return status{errc::invalid_config,
                   "--state-backend must be 'memory' or 'leveldb', not '" +
-                      state_backend + "'"};
+                      shown(state_backend) + "'"};
   if (state_dir.empty())
     return status{errc::invalid_config, "--state-dir must not be empty"};
   if (state_cache_entries > (1u << 26))
@@ -63,6 +95,10 @@ status job_options::validate() const {
                   "--checkpoint-timeout must be at least 10ms"};
   if (checkpoint_min_pause.count() < 0)
     return status{errc::invalid_config, "--checkpoint-min-pause must be >= 0"};
+  if (stop_timeout < std::chrono::milliseconds{100} ||
+      stop_timeout > std::chrono::hours{1})
+    return status{errc::invalid_config,
+                  "--stop-timeout must be between 100ms and 1h"};
   if (checkpoint_dir.empty())
     return status{errc::invalid_config, "--checkpoint-dir must not be empty"};
   if (checkpoints_retained < 1 || checkpoints_retained > 1000)
@@ -73,7 +109,7 @@ status job_options::validate() const {
     return status{errc::invalid_config,
                   "--restart-strategy must be auto, none, fixed-delay, "
                   "exponential or failure-rate, not '" +
-                      restart_strategy + "'"};
+                      shown(restart_strategy) + "'"};
   if (restart_delay.count() < 0 || restart_max_delay < restart_delay)
     return status{
         errc::invalid_config,
@@ -85,9 +121,9 @@ status job_options::validate() const {
     return status{errc::invalid_config,
                   "--restart-failure-interval must be at least 1ms"};
   if (role != "local" && role != "coordinator" && role != "worker")
-    return status{
-        errc::invalid_config,
-        "--role must be local, coordinator or worker, not '" + role + "'"};
+    return status{errc::invalid_config,
+                  "--role must be local, coordinator or worker, not '" +
+                      shown(role) + "'"};
   if (role == "worker") {
     auto colon = coordinator.rfind(':');
     if (colon == std::string::npos || colon == 0 ||
@@ -97,7 +133,7 @@ status job_options::validate() const {
         std::stoul(coordinator.substr(colon + 1).substr(0, 6)) > 65535)
       return status{
           errc::invalid_config,
-          "--coordinator must be HOST:PORT, not '" + coordinator + "'"};
+          "--coordinator must be HOST:PORT, not '" + shown(coordinator) + "'"};
   }
   if (slots < 1 || slots > 1024) return out_of_range("slots", slots, 1, 1024);
   bool any_tls = !tls_cert.empty() || !tls_key.empty() || !tls_ca.empty();
@@ -122,7 +158,7 @@ status job_options::validate() const {
 result<std::chrono::microseconds> parse_duration(const std::string& text) {
   auto bad = [&](const std::string& why) {
     return status{errc::invalid_config,
-                  "invalid duration '" + text + "': " + why};
+                  "invalid duration '" + shown(text) + "': " + why};
   };
   std::uint64_t number = 0;
   const char* first = text.data();

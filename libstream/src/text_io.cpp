@@ -1,11 +1,13 @@
 #include "stream/detail/text_io.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 namespace stream::detail {
 
@@ -102,6 +104,69 @@ status text_writer::flush() {
 status text_writer::sync() {
   if (auto st = flush(); !st.ok()) return st;
   if (::fsync(::fileno(file_)) != 0) return io_failure("cannot fsync", path_);
+  return {};
+}
+
+namespace {
+
+// Creates and removes a probe file in `dir`: the one check that also holds
+// for root, whom permission bits do not stop (a read-only mount does).
+// Returns the reason it failed, or "".
+std::string probe_create(const std::string& dir) {
+  const std::string probe =
+      dir + "/.stream-write-probe-" + std::to_string(::getpid());
+  const int fd =
+      ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return std::strerror(errno);
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return {};
+}
+
+}  // namespace
+
+status check_writable_directory(const std::string& dir,
+                                const std::string& what) {
+  namespace fs = std::filesystem;
+  auto fail = [&](const std::string& why) {
+    return status{errc::invalid_config,
+                  what + " '" + dir + "' cannot be written: " + why};
+  };
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return fail(ec.message());
+  if (!fs::is_directory(dir, ec)) return fail("it is not a folder");
+  if (auto why = probe_create(dir); !why.empty()) return fail(why);
+  return {};
+}
+
+status check_writable_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (path == "-") return {};
+  std::error_code ec;
+  if (fs::is_directory(path, ec))
+    return status{errc::invalid_config,
+                  "output file '" + path + "' is a folder, not a file"};
+  if (fs::exists(path, ec)) {
+    // Appending nothing changes nothing, and fails where writing would.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0)
+      return status{errc::invalid_config,
+                    "output file '" + path +
+                        "' cannot be written: " + std::strerror(errno)};
+    ::close(fd);
+    return {};
+  }
+  auto parent = fs::path{path}.parent_path();
+  if (parent.empty()) parent = ".";
+  if (!fs::is_directory(parent, ec))
+    return status{errc::invalid_config,
+                  "output file '" + path + "': its folder '" + parent.string() +
+                      "' does not exist"};
+  if (auto why = probe_create(parent.string()); !why.empty())
+    return status{errc::invalid_config, "output file '" + path +
+                                            "' cannot be created in '" +
+                                            parent.string() + "': " + why};
   return {};
 }
 

@@ -36,6 +36,7 @@ TEST(backpressure, bounds_channels_by_credits_and_shows_at_the_source) {
   o.parallelism = 2;
   o.threads = 2;
   o.channel_credits = 8;
+  o.drain_on_stop = true;  // the stop below only ends the measurement
   o.metrics_address = "127.0.0.1";
   o.metrics_port = 0;
   environment env{o};

@@ -1,7 +1,8 @@
 // Checkpoints and failover in one process: the exactly_once job (event-time
 // windows, keyed value state and timers, exactly-once file sinks) with
 // failures injected at random readings, during a checkpoint, with a damaged
-// newest checkpoint, and with a checkpoint that times out. Its committed
+// newest checkpoint, with a checkpoint that verifies but cannot load, and
+// with a checkpoint that times out. Its committed
 // output is compared line for line with a reference computed straight from
 // the readings. Also: a failed commit of the final checkpoint fails the job.
 
@@ -20,6 +21,7 @@
 #include "backend_fixture.hpp"
 #include "exactly_once.hpp"
 #include "exactly_once_reference.hpp"
+#include "stream/checkpoint/storage.hpp"
 #include "stream/metrics.hpp"
 #include "stream/run.hpp"
 
@@ -184,6 +186,142 @@ TEST_P(checkpoint_test, failover_falls_back_past_a_damaged_checkpoint) {
   auto expected = exactly_once_expected(readings, sensors);
   auto actual = committed_lines(output());
   EXPECT_TRUE(actual == expected) << line_diff(expected, actual);
+}
+
+/// Rewrites every source state file of the checkpoint in `folder` with an
+/// operator state that does not decode, with sizes and checksums that
+/// match: the checkpoint verifies, but no source can load it.
+void make_unloadable(const fs::path& folder) {
+  auto meta = checkpoint::read_metadata(folder.string());
+  ASSERT_TRUE(meta.ok()) << meta.error().to_string();
+  bool changed = false;
+  for (auto& op : meta->operators) {
+    if (op.name != "readings") continue;
+    for (auto& h : op.subtasks) {
+      auto snap = checkpoint::read_state_file(folder.string(), h,
+                                              key_group_range{0, 32768});
+      ASSERT_TRUE(snap.ok()) << snap.error().to_string();
+      snap->operator_state = "\xff\xff\xff not a position";
+      std::filesystem::remove(folder / h.file);
+      auto written =
+          checkpoint::write_state_file(folder.string(), *snap, h.key_groups);
+      ASSERT_TRUE(written.ok()) << written.error().to_string();
+      h = *written;
+      changed = true;
+    }
+  }
+  ASSERT_TRUE(changed) << "no source state in " << folder;
+  ASSERT_TRUE(checkpoint::write_metadata(folder.string(), *meta).ok());
+  ASSERT_TRUE(checkpoint::verify(folder.string(), *meta).ok());
+}
+
+/// A stateful sink whose state of one checkpoint cannot load (as a state
+/// that does not decode), and that throws once, after `fail_after`
+/// checkpoints completed, to make the job recover from that checkpoint.
+class unloadable_sink final : public runtime::consumer<std::uint64_t> {
+ public:
+  struct shared {
+    std::atomic<std::int64_t> completed{0};
+    std::atomic<std::int64_t> bad{0};  ///< The checkpoint that cannot load.
+    std::atomic<int> restores_of_bad{0};
+  };
+  explicit unloadable_sink(shared& s) : s_(s) {}
+  bool stateful() const override { return true; }
+  void push(std::vector<std::uint64_t>&) override {
+    std::int64_t none = 0;
+    if (s_.completed.load() >= 3 &&
+        s_.bad.compare_exchange_strong(none, s_.completed.load()))
+      throw std::runtime_error("injected failure after checkpoint " +
+                               std::to_string(s_.bad.load()));
+  }
+  void flush() override {}
+  void finish() override {}
+  void on_control(const runtime::control_event&) override {}
+  void notify_checkpoint_complete(std::int64_t id) override {
+    if (id > s_.completed.load()) s_.completed = id;
+  }
+  status restore_state(const checkpoint::restored_state& in) override {
+    if (in.checkpoint_id != s_.bad.load()) return {};
+    ++s_.restores_of_bad;
+    return status{errc::malformed_data, "the sink's state does not decode"};
+  }
+
+ private:
+  shared& s_;
+};
+
+TEST_P(checkpoint_test, an_unloadable_checkpoint_falls_back_at_once) {
+  // Its files verify, but a state in it cannot load: trying it again
+  // cannot help, so recovery falls back to the checkpoint before it at
+  // once, without the restart strategy's delay, and is not tried again.
+  auto o = options("unloadable");
+  o.parallelism = 1;
+  o.restart_strategy = "fixed-delay";
+  o.restart_delay = std::chrono::milliseconds{5};
+  unloadable_sink::shared shared;
+  environment env{o};
+  generator_options gen;
+  gen.count = 20'000;
+  gen.rate = 10'000;
+  env.from_generator([](std::uint64_t i) { return i; }, gen)
+      .sink("unloadable",
+            [&shared](const runtime::stage_context&, runtime::stage_object*) {
+              return std::make_unique<unloadable_sink>(shared);
+            });
+  execution_hooks hooks;
+  hooks.registry = registry_;
+  ::testing::internal::CaptureStderr();
+  auto report = execute(env, hooks);
+  auto err = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(report.ok()) << report.error().to_string() << "\n" << err;
+  const auto bad = shared.bad.load();
+  ASSERT_GT(bad, 0) << err;
+  EXPECT_EQ(shared.restores_of_bad.load(), 1) << err;
+  EXPECT_NE(err.find("checkpoint " + std::to_string(bad) + " in "),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("cannot restore its state: the sink's state does not "
+                     "decode"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("restoring checkpoint " + std::to_string(bad - 1)),
+            std::string::npos)
+      << err;
+}
+
+TEST_P(checkpoint_test, restoring_an_unloadable_checkpoint_fails_fast) {
+  auto o = options("unloadable-restore");
+  ASSERT_TRUE(run(o, 20'000, 0, {}).ok());
+  auto root = fs::path{o.checkpoint_dir} / "unloadable-restore";
+  std::int64_t newest = 0;
+  for (const auto& f : fs::directory_iterator(root)) {
+    auto name = f.path().filename().string();
+    if (name.starts_with("chk-"))
+      newest = std::max<std::int64_t>(newest, std::stoll(name.substr(4)));
+  }
+  ASSERT_GT(newest, 0);
+  auto folder = root / ("chk-" + std::to_string(newest));
+  make_unloadable(folder);
+  o.restore = folder.string();
+  o.restore_final = true;  // the newest is the end-of-input checkpoint
+  o.restart_strategy = "exponential";
+  o.restart_delay = std::chrono::seconds{1};
+  fs::remove_all(output());
+  auto start = std::chrono::steady_clock::now();
+  ::testing::internal::CaptureStderr();
+  auto report = run(o, 20'000, 0, {});
+  auto err = ::testing::internal::GetCapturedStderr();
+  auto secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  ASSERT_FALSE(report.ok()) << err;
+  EXPECT_EQ(report.error().code(), errc::malformed_data);
+  EXPECT_NE(report.error().message().find("cannot be restored"),
+            std::string::npos)
+      << report.error().message();
+  EXPECT_NE(report.error().message().find(folder.string()), std::string::npos)
+      << report.error().message();
+  EXPECT_LT(secs, 5.0) << err;
 }
 
 TEST_P(checkpoint_test, a_checkpoint_that_times_out_is_aborted_and_counted) {

@@ -1,6 +1,7 @@
 // Jobs run end to end in one process (local role) through the actor runtime.
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "stream/checkpoint/storage.hpp"
 #include "stream/metrics.hpp"
 #include "stream/nexmark.hpp"
 #include "stream/run.hpp"
@@ -153,6 +155,7 @@ TEST(runtime, the_flush_timeout_bounds_the_latency_of_a_slow_stream) {
   // them to the sink while the job runs.
   auto o = test_options(1);
   o.flush_timeout = std::chrono::milliseconds(20);
+  o.drain_on_stop = true;  // no savepoint to write
   environment env{o};
   auto out = env.from_generator([](std::uint64_t i) { return i; }, {.rate = 50})
                  .map([](const std::uint64_t& x) { return x; })
@@ -192,20 +195,29 @@ TEST(runtime, fails_cleanly_when_an_input_file_is_missing) {
       << report.error().message();
 }
 
-TEST(runtime, stops_an_unbounded_job_gracefully_on_request) {
-  environment env{test_options(2)};
-  auto out = env.from_generator([](std::uint64_t i) { return i; })
-                 .filter([](const std::uint64_t& x) { return x % 1000 == 0; })
-                 .collect();
+/// Runs `env` and asks it to stop once `out` holds 100 records.
+result<job_report> run_until_100_then_stop(
+    environment& env, const collected<std::uint64_t>& out) {
   std::atomic<bool> stop{false};
   execution_hooks hooks;
   hooks.stop = &stop;
   std::thread stopper{[&] {
-    while (out->size() < 100) std::this_thread::yield();
+    while (out.size() < 100) std::this_thread::yield();
     stop = true;
   }};
   auto report = execute(env, hooks);
   stopper.join();
+  return report;
+}
+
+TEST(runtime, a_drain_stops_an_unbounded_job_with_a_gap_free_prefix) {
+  auto o = test_options(2);
+  o.drain_on_stop = true;
+  environment env{o};
+  auto out = env.from_generator([](std::uint64_t i) { return i; })
+                 .filter([](const std::uint64_t& x) { return x % 1000 == 0; })
+                 .collect();
+  auto report = run_until_100_then_stop(env, *out);
   ASSERT_TRUE(report.ok()) << report.error().to_string();
   EXPECT_TRUE(report->stopped);
   // Multiples of 1000 are even, so all come from generator subtask 0, in
@@ -385,6 +397,30 @@ TEST(parsed_file_source, counts_each_bad_nexmark_line_in_the_metric) {
   }
   EXPECT_EQ(counted, static_cast<double>(bad));
   std::remove(path.c_str());
+}
+
+TEST(runtime, a_stop_takes_a_savepoint_and_does_not_drain) {
+  char tmpl[] = "/tmp/stream-runtime-stop-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  auto o = test_options(2);
+  o.checkpoint_dir = dir;
+  o.job_name = "stop";
+  environment env{o};
+  auto out = env.from_generator([](std::uint64_t i) { return i; })
+                 .filter([](const std::uint64_t& x) { return x % 1000 == 0; })
+                 .collect();
+  auto report = run_until_100_then_stop(env, *out);
+  ASSERT_TRUE(report.ok()) << report.error().to_string();
+  EXPECT_TRUE(report->stopped);
+  ASSERT_EQ(report->savepoint.rfind(dir + "/stop/sp-", 0), 0U)
+      << report->savepoint;
+  auto meta = checkpoint::read_metadata(report->savepoint);
+  ASSERT_TRUE(meta.ok()) << meta.error().to_string();
+  EXPECT_EQ(meta->kind, checkpoint::snapshot_kind::savepoint);
+  EXPECT_FALSE(meta->final) << "the input was not ended";
+  EXPECT_FALSE(meta->drained);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 // Exactly-once across processes: the exactly_once example killed with
 // SIGKILL mid-stream and restored from its newest checkpoint, stopped with a
-// savepoint and restored from it, a savepoint taken on SIGUSR1, damaged
-// checkpoints (flipped byte, truncated file, missing metadata) skipped on
-// restore, a checkpoint of another job refused, and failures injected with
+// savepoint (SIGTERM, SIGINT, --stop-after at random moments) and restored
+// from it, a drained checkpoint refused unless asked, a savepoint taken on
+// SIGUSR1, damaged checkpoints (flipped byte, truncated file, missing metadata)
+// skipped on restore, a checkpoint of another job refused, and failures
+// injected with
 // --fail-at. Every run's committed output is compared line for line with a
 // reference computed straight from the readings.
 
@@ -12,8 +14,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <regex>
 #include <string>
 #include <thread>
@@ -153,8 +157,8 @@ TEST_P(checkpoint_process_test,
 }
 
 TEST_P(checkpoint_process_test, stop_with_savepoint_then_restore) {
-  auto err = run_to_end(
-      {"--rate", "20000", "--stop-with-savepoint", "--stop-after", "1500ms"});
+  // A stop takes a savepoint without draining: the default.
+  auto err = run_to_end({"--rate", "20000", "--stop-after", "1500ms"});
   std::smatch m;
   ASSERT_TRUE(std::regex_search(err, m, std::regex{"last savepoint: (\\S+)"}))
       << err;
@@ -166,6 +170,75 @@ TEST_P(checkpoint_process_test, stop_with_savepoint_then_restore) {
   err = run_to_end({"--restore", savepoint});
   EXPECT_NE(err.find("restoring savepoint"), std::string::npos) << err;
   expect_exact_output();
+}
+
+TEST_P(checkpoint_process_test, stops_at_random_moments_then_restores_exactly) {
+  // SIGTERM, SIGINT and --stop-after, each at a random moment, each
+  // followed by a --restore of the job's folder: the output equals the
+  // reference, or (stopped just as the input ended) the restore is refused
+  // because there is nothing left.
+  std::random_device rd;
+  const auto seed = rd();
+  std::printf("seed %u\n", seed);
+  std::mt19937 rng{seed};
+  std::uniform_int_distribution<int> moment_ms{200, 2000};
+  for (const std::string how : {"SIGTERM", "SIGINT", "--stop-after"}) {
+    SCOPED_TRACE(how);
+    fs::remove_all(output());
+    fs::remove_all(checkpoints());
+    const int at = moment_ms(rng);
+    std::vector<std::string> extra{"--rate", "20000", "--checkpoint-interval",
+                                   "100ms"};
+    if (how == "--stop-after")
+      extra.insert(extra.end(), {"--stop-after", std::to_string(at) + "ms"});
+    child_process job{command(extra)};
+    if (how != "--stop-after") {
+      ASSERT_TRUE(job.wait_for_err("records flowing", 20s)) << job.err();
+      std::this_thread::sleep_for(std::chrono::milliseconds{at});
+      job.signal(how == "SIGTERM" ? SIGTERM : SIGINT);
+    }
+    ASSERT_EQ(job.wait(60s), 0) << job.err();
+    std::printf("%s after %d ms: %zu of %zu windows committed\n", how.c_str(),
+                at, committed_lines(output()).size(),
+                exactly_once_expected(readings, sensors).size());
+    child_process again{command({"--restore", job_root()})};
+    int rc = again.wait(60s);
+    if (job.err().find("job finished") != std::string::npos) {
+      // The input ended before the stop: all of it is out already.
+      EXPECT_EQ(rc, 2) << again.err();
+      EXPECT_NE(again.err().find("is final"), std::string::npos) << again.err();
+    } else {
+      ASSERT_NE(job.err().find("last savepoint: "), std::string::npos)
+          << job.err();
+      EXPECT_EQ(rc, 0) << again.err();
+      EXPECT_NE(again.err().find("restoring savepoint"), std::string::npos)
+          << again.err();
+    }
+    expect_exact_output();
+  }
+}
+
+TEST_P(checkpoint_process_test,
+       a_drained_checkpoint_is_resumed_only_on_request) {
+  auto err = run_to_end({"--rate", "20000", "--checkpoint-interval", "100ms",
+                         "--drain", "--stop-after", "1s"});
+  ASSERT_NE(err.find("job stopped"), std::string::npos) << err;
+  auto drained = committed_lines(output()).size();
+  ASSERT_LT(drained, exactly_once_expected(readings, sensors).size())
+      << "the drain ended the input early";
+  // Refused, saying what happened and what to do.
+  child_process refused{command({"--restore", job_root()})};
+  EXPECT_EQ(refused.wait(60s), 2) << refused.err();
+  for (const char* part :
+       {"was taken after a drain", "dropped as late", "--restore-final"})
+    EXPECT_NE(refused.err().find(part), std::string::npos)
+        << part << ": " << refused.err();
+  EXPECT_EQ(committed_lines(output()).size(), drained) << "nothing ran";
+  // Forced: it runs, and says loudly what it does.
+  auto forced = run_to_end({"--restore", job_root(), "--restore-final"});
+  EXPECT_NE(forced.find("warning: --restore-final: checkpoint"),
+            std::string::npos)
+      << forced;
 }
 
 TEST_P(checkpoint_process_test, savepoint_on_sigusr1_survives_later_output) {
@@ -246,11 +319,14 @@ TEST_P(checkpoint_process_test, a_checkpoint_of_another_job_is_refused) {
   run_to_end({"--checkpoint-interval", "50ms"});
   ASSERT_FALSE(complete().empty());
   auto folder = job_root() + "/chk-" + std::to_string(complete().back());
-  child_process other{command({"--restore", folder}, "other")};
-  EXPECT_EQ(other.wait(60s), 2) << other.err();
-  EXPECT_NE(other.err().find("belongs to job 'eo', not to job 'other'"),
-            std::string::npos)
-      << other.err();
+  // A folder, and the job's folder of folders: both exit 2.
+  for (const auto& path : {folder, job_root()}) {
+    child_process other{command({"--restore", path}, "other")};
+    EXPECT_EQ(other.wait(60s), 2) << other.err();
+    EXPECT_NE(other.err().find("belongs to job 'eo', not to job 'other'"),
+              std::string::npos)
+        << other.err();
+  }
 }
 
 TEST_P(checkpoint_process_test, injected_failures_recover_exactly_once) {

@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -160,9 +162,12 @@ TEST(keyed_sum, a_throttled_source_stops_promptly) {
   // for it.
   auto start = std::chrono::steady_clock::now();
   std::string err;
-  int rc = run_command({examples + "/keyed_sum", "--rate", "0.1",
-                        "--stop-after", "1s", "--metrics-address", ""},
-                       nullptr, &err);
+  auto checkpoints = temp_file("throttled-checkpoints");
+  int rc = run_command(
+      {examples + "/keyed_sum", "--rate", "0.1", "--stop-after", "1s",
+       "--metrics-address", "", "--checkpoint-dir", checkpoints},
+      nullptr, &err);
+  std::filesystem::remove_all(checkpoints);
   auto secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
@@ -253,6 +258,14 @@ TEST(command_line, bad_flags_and_values_exit_2_naming_the_problem) {
       {{"--config", config}, {}, "no-such-option"},
       {{}, {{"STREAM_PARALLELISM", "many"}}, "--parallelism"},
       {{"stray"}, {}, "stray"},
+      // Values that used to crash, run or escape their folder.
+      {{"--keys", "0"}, {}, "invalid value '0' for --keys: must be at least 1"},
+      {{"--rate", "-1"},
+       {},
+       "invalid value '-1' for --rate: must be at least 0"},
+      {{"--config", ::testing::TempDir()}, {}, "is not a regular file"},
+      {{"--job-name", "../../x"}, {}, "--job-name '../../x' may hold only"},
+      {{"--stop-timeout", "10ms"}, {}, "--stop-timeout"},
   };
   for (const auto& c : cases) {
     std::vector<std::string> argv{examples + "/keyed_sum"};
@@ -263,6 +276,55 @@ TEST(command_line, bad_flags_and_values_exit_2_naming_the_problem) {
     EXPECT_NE(err.find(c.expected_in_message), std::string::npos) << err;
   }
   std::remove(config.c_str());
+}
+
+TEST(command_line, a_huge_config_value_is_not_echoed_whole) {
+  auto config = temp_file("huge.ini");
+  std::ofstream{config} << "batch-size = " << std::string(2 << 20, '7') << "\n"
+                        << "state-backend = " << std::string(2 << 20, 'x')
+                        << "\n";
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--config", config},
+           // A single argument is limited to 128 KiB by the kernel.
+           {"--state-backend", std::string(100'000, 'x')}}) {
+    std::vector<std::string> argv{examples + "/keyed_sum"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string err;
+    EXPECT_EQ(run_command(argv, nullptr, &err), 2) << err.substr(0, 500);
+    EXPECT_LT(err.size(), 1000U) << err.substr(0, 500);
+    EXPECT_NE(err.find("characters)"), std::string::npos) << err.substr(0, 500);
+  }
+  std::remove(config.c_str());
+}
+
+TEST(command_line, folders_that_cannot_be_written_are_refused_at_start) {
+  // Unbounded input: a check made only after the input would never come.
+  auto plain = temp_file("plain-file");
+  std::ofstream{plain} << "x";
+  std::vector<bad_invocation> cases = {
+      {{"--checkpoint-interval", "1s", "--checkpoint-dir", plain + "/ckpt"},
+       {},
+       "--checkpoint-dir '" + plain + "/ckpt/keyed_sum' cannot be written"},
+      {{"--savepoint-dir", "/proc/savepoints"},
+       {},
+       "--savepoint-dir '/proc/savepoints/keyed_sum' cannot be written"},
+      {{"--output", plain + "/out.txt"}, {}, "operator 'output': output file"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> argv{examples + "/keyed_sum", "--records", "0",
+                                  "--metrics-address", ""};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    std::string err;
+    auto start = std::chrono::steady_clock::now();
+    int rc = run_command(argv, nullptr, &err, c.env);
+    auto secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    EXPECT_EQ(rc, 2) << err;
+    EXPECT_NE(err.find(c.expected_in_message), std::string::npos) << err;
+    EXPECT_LT(secs, 10.0) << err;
+  }
+  std::remove(plain.c_str());
 }
 
 TEST(command_line, config_file_and_environment_set_options) {
@@ -298,9 +360,10 @@ std::vector<std::string> reference_metrics() {
 TEST(metrics_endpoint, serves_every_reference_metric_with_live_values) {
   auto names = reference_metrics();
   ASSERT_GE(names.size(), 8U) << "metrics table not found in README.md";
+  auto checkpoints = temp_file("metrics-checkpoints");
   child_process job{{examples + "/keyed_sum", "--parallelism", "2",
                      "--metrics-address", "127.0.0.1", "--metrics-port", "0",
-                     "--stop-after", "60s"}};
+                     "--stop-after", "60s", "--checkpoint-dir", checkpoints}};
   ASSERT_TRUE(job.wait_for_err("/metrics", std::chrono::seconds(20)))
       << job.err();
   std::smatch m;
@@ -346,6 +409,9 @@ TEST(metrics_endpoint, serves_every_reference_metric_with_live_values) {
   job.signal(SIGTERM);
   EXPECT_EQ(job.wait(std::chrono::seconds(15)), 0) << job.err();
   EXPECT_NE(job.err().find("job stopped"), std::string::npos) << job.err();
+  EXPECT_NE(job.err().find("last savepoint: " + checkpoints), std::string::npos)
+      << "a stop takes a savepoint: " << job.err();
+  std::filesystem::remove_all(checkpoints);
 }
 
 }  // namespace

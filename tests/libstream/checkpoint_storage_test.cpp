@@ -764,7 +764,6 @@ TEST(checkpoint_storage, latest_falls_back_past_a_corrupted_checkpoint) {
   const std::string broken = add_checkpoint(store, 3);
   flip_byte_at(broken + "/op-7-0.state", "value-");
   ASSERT_TRUE(store.create(4, snapshot_kind::checkpoint).ok());
-  add_checkpoint(store, 5, snapshot_kind::savepoint);
 
   std::vector<std::string> skipped;
   auto latest = store.latest(fingerprint, skipped);
@@ -942,6 +941,133 @@ TEST(checkpoint_resolve, nonexistent_or_empty_path_is_not_found) {
   EXPECT_EQ(empty.error().code(), errc::not_found);
   EXPECT_TRUE(contains(empty.error().message(), "holds no checkpoint"))
       << empty.error().message();
+}
+
+TEST(checkpoint_storage, latest_takes_a_newer_savepoint_in_either_folder) {
+  // A stop takes a savepoint: a restarted coordinator must resume from it,
+  // not from the older checkpoint before it.
+  temp_dir dir;
+  const storage store{dir.sub("ckpt"), dir.sub("save"), job};
+  add_checkpoint(store, 1);
+  add_checkpoint(store, 2, snapshot_kind::savepoint);
+  std::vector<std::string> skipped;
+  auto latest = store.latest(fingerprint, skipped);
+  ASSERT_TRUE(latest.ok()) << latest.error().to_string();
+  EXPECT_EQ(latest->meta.id, 2);
+  EXPECT_EQ(latest->meta.kind, snapshot_kind::savepoint);
+  EXPECT_EQ(latest->folder, dir.sub("save") + "/" + job + "/sp-2");
+  add_checkpoint(store, 3);
+  latest = store.latest(fingerprint, skipped);
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(latest->meta.id, 3);
+  EXPECT_TRUE(skipped.empty());
+}
+
+TEST(checkpoint_storage, only_another_jobs_checkpoints_are_a_config_error) {
+  temp_dir dir;
+  const storage theirs{dir.path(), "", "other"};
+  add_checkpoint(theirs, 1);  // written as job `wordcount` into other/
+  std::vector<std::string> skipped;
+  const storage mine{dir.path(), "", "other"};
+  auto latest = mine.latest(fingerprint, skipped);
+  ASSERT_FALSE(latest.ok());
+  EXPECT_EQ(latest.error().code(), errc::invalid_config)
+      << latest.error().to_string();
+  EXPECT_TRUE(contains(latest.error().message(), "belongs to job"))
+      << latest.error().message();
+  auto resolved =
+      stream::checkpoint::resolve(theirs.root(), "other", fingerprint, skipped);
+  ASSERT_FALSE(resolved.ok());
+  EXPECT_EQ(resolved.error().code(), errc::invalid_config);
+}
+
+TEST(checkpoint_metadata, an_id_below_one_is_refused) {
+  for (std::int64_t id : {0, -5}) {
+    temp_dir dir;
+    write_checkpoint(dir.path(), 1);
+    auto meta = read_metadata(dir.path());
+    ASSERT_TRUE(meta.ok());
+    meta->id = id;
+    ASSERT_TRUE(stream::checkpoint::write_metadata(dir.path(), *meta).ok());
+    auto forged = read_metadata(dir.path());
+    ASSERT_FALSE(forged.ok()) << id;
+    EXPECT_EQ(forged.error().code(), errc::malformed_data);
+    EXPECT_TRUE(contains(forged.error().message(), "field 'id' is below 1"))
+        << forged.error().message();
+  }
+}
+
+TEST(checkpoint_resolve, metadata_that_disagrees_with_its_folder_is_refused) {
+  temp_dir dir;
+  const storage store{dir.path(), "", job};
+  const std::string folder = add_checkpoint(store, 4);
+  auto meta = read_metadata(folder);
+  ASSERT_TRUE(meta.ok());
+  for (auto [id, kind] :
+       {std::pair{std::int64_t{7}, snapshot_kind::checkpoint},
+        std::pair{std::int64_t{4}, snapshot_kind::savepoint}}) {
+    meta->id = id;
+    meta->kind = kind;
+    ASSERT_TRUE(stream::checkpoint::write_metadata(folder, *meta).ok());
+    std::vector<std::string> skipped;
+    auto point = stream::checkpoint::resolve(folder, job, fingerprint, skipped);
+    ASSERT_FALSE(point.ok());
+    EXPECT_EQ(point.error().code(), errc::malformed_data);
+    EXPECT_TRUE(contains(point.error().message(), "not what the folder's name"))
+        << point.error().message();
+    // Restoring the job's folder passes over it.
+    auto latest = store.latest(fingerprint, skipped);
+    EXPECT_FALSE(latest.ok());
+  }
+}
+
+TEST(checkpoint_resume, a_final_or_drained_checkpoint_is_refused_unless_asked) {
+  stream::checkpoint::restore_point point;
+  point.folder = "/ckpt/job/chk-9";
+  point.meta.id = 9;
+  std::string warning = "stale";
+  EXPECT_TRUE(stream::checkpoint::check_resumable(point, false, warning).ok());
+  EXPECT_TRUE(warning.empty());
+
+  point.meta.final = true;
+  auto ended = stream::checkpoint::check_resumable(point, false, warning);
+  ASSERT_FALSE(ended.ok());
+  EXPECT_EQ(ended.code(), errc::invalid_config);
+  EXPECT_TRUE(contains(ended.message(),
+                       "checkpoint 9 in '/ckpt/job/chk-9' "
+                       "is final: the job's input ended"))
+      << ended.message();
+  EXPECT_TRUE(contains(ended.message(), "--restore-final")) << ended.message();
+
+  point.meta.drained = true;
+  auto drained = stream::checkpoint::check_resumable(point, false, warning);
+  ASSERT_FALSE(drained.ok());
+  EXPECT_TRUE(contains(drained.message(), "was taken after a drain"))
+      << drained.message();
+  EXPECT_TRUE(contains(drained.message(), "dropped as late"))
+      << drained.message();
+
+  ASSERT_TRUE(stream::checkpoint::check_resumable(point, true, warning).ok());
+  EXPECT_TRUE(contains(warning, "warning: --restore-final: checkpoint 9"))
+      << warning;
+}
+
+TEST(checkpoint_metadata, drained_round_trips_and_requires_final) {
+  temp_dir dir;
+  auto meta = write_checkpoint(dir.path(), 1);
+  meta.final = true;
+  meta.drained = true;
+  ASSERT_TRUE(stream::checkpoint::write_metadata(dir.path(), meta).ok());
+  auto back = read_metadata(dir.path());
+  ASSERT_TRUE(back.ok()) << back.error().to_string();
+  EXPECT_TRUE(back->final);
+  EXPECT_TRUE(back->drained);
+  meta.final = false;
+  ASSERT_TRUE(stream::checkpoint::write_metadata(dir.path(), meta).ok());
+  auto odd = read_metadata(dir.path());
+  ASSERT_FALSE(odd.ok());
+  EXPECT_TRUE(contains(odd.error().message(), "'drained' is true"))
+      << odd.error().message();
 }
 
 }  // namespace

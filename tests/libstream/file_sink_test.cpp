@@ -20,6 +20,7 @@
 #include "stream/checkpoint/snapshot.hpp"
 #include "stream/detail/sinks.hpp"
 #include "stream/detail/sources.hpp"
+#include "stream/detail/text_io.hpp"
 #include "stream/metrics.hpp"
 
 namespace stream {
@@ -368,6 +369,45 @@ TEST(generator_source, a_position_of_another_parallelism_is_refused) {
   auto m = same.make(500);
   st = m.restore_state(restored_state{});  // no position at all
   EXPECT_EQ(st.code(), errc::malformed_data) << st.to_string();
+}
+
+// -- start-up checks of output folders ---------------------------------------
+
+TEST(output_checks, a_folder_is_created_and_probed) {
+  temp_dir dir;
+  auto nested = dir.path() + "/a/b/out";
+  EXPECT_TRUE(detail::check_writable_directory(nested, "output folder").ok());
+  EXPECT_TRUE(fs::is_directory(nested));
+  EXPECT_TRUE(fs::is_empty(nested)) << "the probe file is removed";
+  // Root may write anywhere: use what nobody can write into.
+  write_file(dir.path() + "/plain", "x");
+  for (const std::string& bad :
+       {dir.path() + "/plain", dir.path() + "/plain/sub",
+        std::string{"/proc/x"}}) {
+    auto st = detail::check_writable_directory(bad, "--checkpoint-dir");
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_EQ(st.code(), errc::invalid_config);
+    EXPECT_NE(st.message().find("--checkpoint-dir '" + bad +
+                                "' cannot be "
+                                "written"),
+              std::string::npos)
+        << st.message();
+  }
+}
+
+TEST(output_checks, an_output_file_needs_a_writable_folder) {
+  temp_dir dir;
+  EXPECT_TRUE(detail::check_writable_file("-").ok());
+  EXPECT_TRUE(detail::check_writable_file(dir.path() + "/new.txt").ok());
+  EXPECT_FALSE(fs::exists(dir.path() + "/new.txt")) << "nothing is created";
+  auto folder = detail::check_writable_file(dir.path());
+  EXPECT_NE(folder.message().find("is a folder"), std::string::npos)
+      << folder.message();
+  auto missing = detail::check_writable_file(dir.path() + "/no/such/out.txt");
+  EXPECT_NE(missing.message().find("does not exist"), std::string::npos)
+      << missing.message();
+  auto proc = detail::check_writable_file("/proc/new-output.txt");
+  EXPECT_FALSE(proc.ok());
 }
 
 }  // namespace

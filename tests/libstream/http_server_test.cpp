@@ -1,11 +1,16 @@
 #include "stream/http_server.hpp"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -287,6 +292,67 @@ TEST(http_server, runs_handlers_on_several_threads_at_once) {
   }
   for (auto& t : clients) t.join();
   for (long code : codes) EXPECT_EQ(code, 200);
+}
+
+/// Opens `n` TCP connections to `port` on loopback that never send a byte.
+std::vector<int> idle_connections(std::uint16_t port, int n) {
+  std::vector<int> fds;
+  for (int i = 0; i < n; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr),
+              0);
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
+TEST(http_server, fifty_idle_connections_do_not_delay_other_clients) {
+  // The connections are accepted in order, so both requests queue behind
+  // all 50 idle sockets: with a pool smaller than that, they would wait
+  // for the idle ones to time out.
+  auto cfg = local("secret");
+  cfg.registry = std::make_shared<metrics_registry>();
+  cfg.registry->get_counter("stream_demo_total", "demo", {}).add(3);
+  auto server = start(cfg, job_routes());
+  ASSERT_NE(server, nullptr);
+  auto idle = idle_connections(server->port(), 50);
+  for (const char* path : {"/api/v1/job", "/metrics"}) {
+    auto begin = std::chrono::steady_clock::now();
+    auto got =
+        request("GET", url(*server, path), {"Authorization: Bearer secret"});
+    auto ms = std::chrono::duration<double, std::milli>(
+                  std::chrono::steady_clock::now() - begin)
+                  .count();
+    EXPECT_EQ(got.code, 200) << path;
+    EXPECT_LT(ms, 1000.0) << path << " waited behind idle connections";
+    std::printf("measured: GET %s with 50 idle connections open: %.1f ms\n",
+                path, ms);
+  }
+  // Stopping does not wait for the idle clients beyond the request timeout.
+  auto begin = std::chrono::steady_clock::now();
+  server.reset();
+  auto stop_ms = std::chrono::duration<double, std::milli>(
+                     std::chrono::steady_clock::now() - begin)
+                     .count();
+  EXPECT_LT(stop_ms, 3000.0);
+  for (int fd : idle) ::close(fd);
+}
+
+TEST(http_server, an_idle_server_stops_at_once) {
+  auto server = start(local(), job_routes());
+  ASSERT_NE(server, nullptr);
+  auto begin = std::chrono::steady_clock::now();
+  server.reset();
+  auto ms = std::chrono::duration<double, std::milli>(
+                std::chrono::steady_clock::now() - begin)
+                .count();
+  std::printf("measured: an idle HTTP server stopped in %.1f ms\n", ms);
+  // civetweb's accept loop alone polls every 2 s.
+  EXPECT_LT(ms, 1000.0);
 }
 
 TEST(http_server, fails_with_io_error_naming_the_port_when_it_is_taken) {

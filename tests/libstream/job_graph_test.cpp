@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <functional>
+#include <memory>
+
 #include "stream/environment.hpp"
 
 namespace stream {
@@ -173,6 +177,65 @@ TEST(execution_plan, caps_default_parallelism_of_single_instance_sources) {
   EXPECT_EQ(plan.chains()[0].name, "text_file");
   EXPECT_EQ(plan.chains()[0].parallelism, 1U);
   EXPECT_EQ(plan.chains()[1].parallelism, 4U);
+}
+
+TEST(job_definition, names_each_option_in_which_two_processes_differ) {
+  auto build = [](job_options o, const std::string& sensors) {
+    auto env = std::make_unique<environment>(o);
+    env->from_generator(gen())
+        .map([](const int& x) { return x + 1; })
+        .discard();
+    env->set_arg("sensors", sensors);
+    env->set_arg("note", "two\nlines\\");
+    return env;
+  };
+  job_options a;
+  a.job_name = "eo";
+  auto mine = build(a, "20");
+  EXPECT_TRUE(
+      definition_differences(mine->definition(), mine->definition()).empty());
+  EXPECT_TRUE(
+      definition_differences(mine->definition(), build(a, "20")->definition())
+          .empty())
+      << "the same options give the same definition";
+  auto b = a;
+  b.max_parallelism = 64;
+  b.checkpoint_dir = "/elsewhere";
+  auto theirs = build(b, "30");
+  auto d = definition_differences(mine->definition(), theirs->definition());
+  ASSERT_EQ(d.size(), 3U);
+  EXPECT_EQ(d[0].option, "--checkpoint-dir");
+  EXPECT_EQ(d[0].mine, "/tmp/stream-checkpoints");
+  EXPECT_EQ(d[0].theirs, "/elsewhere");
+  EXPECT_EQ(d[1].option, "--max-parallelism");
+  EXPECT_EQ(d[1].mine, "128");
+  EXPECT_EQ(d[1].theirs, "64");
+  EXPECT_EQ(d[2].option, "--sensors");
+  // Every option that defines the job counts.
+  for (auto change : std::vector<std::function<void(job_options&)>>{
+           [](job_options& o) { o.parallelism = 3; },
+           [](job_options& o) { o.job_name = "other"; },
+           [](job_options& o) { o.savepoint_dir = "/sp"; },
+           [](job_options& o) { o.channel_credits = 4; }}) {
+    auto c = a;
+    change(c);
+    EXPECT_EQ(
+        definition_differences(mine->definition(), build(c, "20")->definition())
+            .size(),
+        1U);
+  }
+  // Another topology is named as such.
+  environment other{a};
+  other.from_generator(gen()).discard();
+  auto t = definition_differences(mine->definition(), other.definition());
+  EXPECT_TRUE(std::any_of(t.begin(), t.end(), [](const auto& x) {
+    return x.option == "topology";
+  }));
+  // A long value is shortened.
+  auto huge = build(a, std::string(5000, '9'));
+  auto h = definition_differences(mine->definition(), huge->definition());
+  ASSERT_EQ(h.size(), 1U);
+  EXPECT_LT(h[0].theirs.size(), 70U);
 }
 
 }  // namespace

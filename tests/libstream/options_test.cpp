@@ -41,6 +41,51 @@ TEST(job_options, validates_ranges_and_names_the_option) {
             std::string::npos);
 }
 
+TEST(job_options, a_job_name_must_stay_inside_its_folders) {
+  job_options o;
+  for (const char* good : {"eo", "keyed_sum", "nexmark-q5.v2", "A1"}) {
+    o.job_name = good;
+    EXPECT_TRUE(o.validate().ok()) << good;
+  }
+  for (const char* bad :
+       {"../../x", "a/b", ".hidden", "..", "tab\there", "white space", ""}) {
+    o.job_name = bad;
+    auto st = o.validate();
+    EXPECT_FALSE(st.ok()) << bad;
+    EXPECT_EQ(st.code(), errc::invalid_config) << bad;
+    EXPECT_NE(st.message().find("--job-name"), std::string::npos)
+        << st.message();
+  }
+  o.job_name = std::string(129, 'j');
+  auto st = o.validate();
+  EXPECT_NE(st.message().find("longer than 128"), std::string::npos)
+      << st.message();
+  EXPECT_LT(st.message().size(), 200U) << "the name is shortened";
+}
+
+TEST(job_options, long_values_are_shortened_in_errors) {
+  job_options o;
+  o.state_backend = std::string(2 << 20, 'x');
+  auto st = o.validate();
+  ASSERT_FALSE(st.ok());
+  EXPECT_LT(st.message().size(), 300U);
+  EXPECT_NE(st.message().find("2097152 characters"), std::string::npos)
+      << st.message();
+  auto d = parse_duration(std::string(1 << 20, '7') + "q");
+  ASSERT_FALSE(d.ok());
+  EXPECT_LT(d.error().message().size(), 300U);
+}
+
+TEST(job_options, the_stop_timeout_has_bounds) {
+  job_options o;
+  EXPECT_EQ(o.stop_timeout, std::chrono::seconds{20});
+  EXPECT_FALSE(o.drain_on_stop) << "a stop takes a savepoint by default";
+  o.stop_timeout = std::chrono::milliseconds{50};
+  EXPECT_NE(o.validate().message().find("--stop-timeout"), std::string::npos);
+  o.stop_timeout = std::chrono::hours{2};
+  EXPECT_NE(o.validate().message().find("--stop-timeout"), std::string::npos);
+}
+
 TEST(job_options, validates_the_cluster_options) {
   job_options o;
   o.role = "leader";

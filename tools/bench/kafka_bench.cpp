@@ -222,7 +222,8 @@ latency_run run_latency(context& c, const std::string& mode) {
   // The loader may wait up to one window for a boundary (below).
   const std::uint64_t stop_after = c.s.latency_seconds + 8 + window_ms / 1000;
   auto argv = job_argv(c, mode, name, input, output);
-  argv.insert(argv.end(), {"--start", "latest", "--stop-after",
+  // Drained: the report counts the windows the stop closes.
+  argv.insert(argv.end(), {"--start", "latest", "--drain", "--stop-after",
                            std::to_string(stop_after) + "s"});
   note_command(c, "unbounded job, " + mode, argv);
   auto job = start(c, argv, name);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,10 @@ struct app_option {
   std::string help;           ///< one line for `--help`
   std::string default_value;  ///< used when absent; may be empty
   option_kind kind = option_kind::text;
+  /// Inclusive bounds of a numeric option's value; a value outside is a
+  /// usage error (exit code 2) that names them.
+  double min_value = -std::numeric_limits<double>::infinity();
+  double max_value = std::numeric_limits<double>::infinity();
 };
 
 /// Builds the job into the environment; called once per process.
@@ -51,9 +56,9 @@ struct execution_hooks {
   std::shared_ptr<metrics_registry> registry;
   /// Called with the bound port once `/metrics` is served.
   std::function<void(std::uint16_t port)> on_metrics_ready;
-  /// When it becomes true, sources end their input and the job drains and
-  /// finishes normally (graceful stop); with `stop_with_savepoint`, a
-  /// savepoint is taken and the job ends without draining. May be null.
+  /// When it becomes true, the job stops: with a savepoint and without
+  /// draining by default; with `job_options::drain_on_stop`, sources end
+  /// their input and the job drains and finishes. May be null.
   const std::atomic<bool>* stop = nullptr;
   /// Each increment asks for a savepoint (SIGUSR1). May be null.
   const std::atomic<std::uint32_t>* savepoints = nullptr;

@@ -239,11 +239,15 @@ class data_stream : public operator_settings {
   /// Writes one line per record to `path` (parallelism 1 by default; with
   /// more, subtask i writes `path.part-i`).
   data_sink write_text_file(std::string path) const {
-    auto s = sink("text_sink", [path](const runtime::stage_context& ctx,
-                                      runtime::stage_object*) {
-      return std::unique_ptr<runtime::stage_object>{
-          new detail::text_sink<T>(ctx, path)};
-    });
+    auto s = sink(
+        "text_sink",
+        [path](const runtime::stage_context& ctx, runtime::stage_object*) {
+          return std::unique_ptr<runtime::stage_object>{
+              new detail::text_sink<T>(ctx, path)};
+        },
+        [path](const job_options&) {
+          return detail::check_writable_file(path);
+        });
     s.parallelism(1);
     return s;
   }
@@ -256,11 +260,15 @@ class data_stream : public operator_settings {
   /// the visible files hold every record exactly once. Without periodic
   /// checkpoints, output is committed at the end of input.
   data_sink write_files(std::string directory) const {
-    return sink("file_sink", [directory](const runtime::stage_context& ctx,
-                                         runtime::stage_object*) {
-      return std::unique_ptr<runtime::stage_object>{
-          new detail::file_commit_sink<T>(ctx, directory)};
-    });
+    return sink(
+        "file_sink",
+        [directory](const runtime::stage_context& ctx, runtime::stage_object*) {
+          return std::unique_ptr<runtime::stage_object>{
+              new detail::file_commit_sink<T>(ctx, directory)};
+        },
+        [directory](const job_options&) {
+          return detail::check_writable_directory(directory, "output folder");
+        });
   }
 
   /// Gathers every record in memory (tests).

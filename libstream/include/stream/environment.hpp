@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,11 +35,16 @@ class environment {
   const job_graph& graph() const noexcept { return *graph_; }
 
   /// A source calling `fn(index)` for index 0, 1, 2, ... (see
-  /// `generator_options`); deterministic for any parallelism.
+  /// `generator_options`); deterministic for any parallelism. Throws
+  /// `std::invalid_argument` for a negative or non-finite rate.
   template <class F>
   auto from_generator(F fn, generator_options opts = {})
       -> data_stream<std::decay_t<std::invoke_result_t<F&, std::uint64_t>>> {
     using T = std::decay_t<std::invoke_result_t<F&, std::uint64_t>>;
+    if (!(opts.rate >= 0) || opts.rate > 1e15)
+      throw std::invalid_argument{
+          "the generator's rate must be between 0 (unlimited) and 1e15 "
+          "records per second"};
     job_graph::node n;
     n.name = "generator";
     n.kind = job_graph::node_kind::source;
@@ -122,11 +128,31 @@ class environment {
   bool has_arg(const std::string& name) const;
   void set_arg(std::string name, std::string value);
 
+  /// What every process of this job must agree on, as `name=value` lines in
+  /// a fixed order: the topology's fingerprint, the options that decide
+  /// routing and layout (job name, parallelism, max parallelism, chaining,
+  /// channel credits), where checkpoints and savepoints go, and every
+  /// application option. A coordinator refuses a worker whose definition
+  /// differs (see `definition_differences`).
+  std::string definition() const;
+
  private:
   job_options options_;
   std::unique_ptr<job_graph> graph_;
   std::map<std::string, std::string> args_;
   bool chaining_ = true;
 };
+
+/// One option in which two job definitions differ.
+struct definition_difference {
+  std::string option;  ///< "--max-parallelism", or "topology".
+  std::string mine;    ///< Shortened to 60 characters; "(none)" if empty,
+  std::string theirs;  ///< "(absent)" if that side lacks the option.
+};
+
+/// The options in which two `environment::definition` texts differ, by
+/// option name. Empty when they agree.
+std::vector<definition_difference> definition_differences(
+    const std::string& mine, const std::string& theirs);
 
 }  // namespace stream

@@ -68,9 +68,25 @@ struct job_options {
   /// Start from this checkpoint or savepoint folder, or from the newest
   /// usable checkpoint under this directory; empty starts fresh.
   std::string restore;
-  /// On a stop request (SIGINT, SIGTERM, --stop-after) take a savepoint and
-  /// end the job without draining its input, instead of draining it.
-  bool stop_with_savepoint = false;
+  /// What a stop request (SIGINT, SIGTERM, --stop-after) does. By default
+  /// (false) the job stops with a savepoint and without draining, as
+  /// `flink stop` does: the sources keep their position, open windows stay
+  /// open, and `--restore` of the savepoint continues exactly where it
+  /// stopped. True drains instead: the sources end their input for good,
+  /// every open window fires and, with checkpoints on, a final checkpoint
+  /// marked drained is taken, which a restore refuses (see
+  /// `restore_final`).
+  bool drain_on_stop = false;
+  /// How long a stop may take before the job is cancelled without a
+  /// savepoint (a checkpoint hung, tasks recovering or waiting for slots);
+  /// the process then ends with exit code 1 and the last completed
+  /// checkpoint stays the restore point. At least 100 ms.
+  std::chrono::milliseconds stop_timeout{std::chrono::seconds{20}};
+  /// Allow `--restore` (and a coordinator's recovery) from a final
+  /// checkpoint: one taken after the input ended or was drained. Its event
+  /// time is at the end, so windows of records read later are dropped as
+  /// late; a warning says so. Off: such a restore is refused.
+  bool restore_final = false;
 
   /// What happens when a task fails: "none" (the job fails), "fixed-delay",
   /// "exponential" (backoff) or "failure-rate"; "auto" is "exponential" when

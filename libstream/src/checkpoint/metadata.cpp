@@ -73,6 +73,7 @@ json to_json(const metadata& meta) {
           {"created_ms", meta.created_ms},
           {"max_parallelism", meta.max_parallelism},
           {"final", meta.final},
+          {"drained", meta.drained},
           {"operators", std::move(operators)}};
 }
 
@@ -167,6 +168,9 @@ metadata from_json(field_reader& fields, const json& object) {
   meta.job = fields.get<std::string>(object, "", "job");
   meta.fingerprint = fields.get<std::string>(object, "", "fingerprint");
   meta.id = fields.get<std::int64_t>(object, "", "id");
+  // Ids start at 1; a restore deletes output committed after its id, so a
+  // forged id of 0 or below would take back everything.
+  if (meta.id < 1) fields.problem("field 'id' is below 1");
   const std::string kind = fields.get<std::string>(object, "", "kind");
   if (kind == "savepoint") {
     meta.kind = snapshot_kind::savepoint;
@@ -177,6 +181,11 @@ metadata from_json(field_reader& fields, const json& object) {
   meta.max_parallelism =
       fields.get<std::uint32_t>(object, "", "max_parallelism");
   meta.final = fields.get<bool>(object, "", "final");
+  // Written since the drain became explicit; older metadata lacks it.
+  if (object.contains("drained"))
+    meta.drained = fields.get<bool>(object, "", "drained");
+  if (meta.drained && !meta.final)
+    fields.problem("field 'drained' is true but 'final' is false");
   const json operators = fields.get<json>(object, "", "operators");
   for (std::size_t i = 0; i < operators.size(); ++i) {
     const std::string where = "operators[" + std::to_string(i) + "]";

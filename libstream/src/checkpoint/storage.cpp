@@ -50,6 +50,7 @@ std::string join_path(const std::string& dir, std::string_view name) {
 struct numbered_folder {
   std::int64_t id = 0;
   std::string path;
+  snapshot_kind kind = snapshot_kind::checkpoint;
 };
 
 // The `<prefix><id>` folders directly in `dir`, ascending by id; none when
@@ -64,7 +65,9 @@ std::vector<numbered_folder> list_folders(const std::string& dir,
     const std::optional<std::int64_t> id = folder_id(name, prefix);
     std::error_code type_ec;
     if (id && it->is_directory(type_ec)) {
-      found.push_back({*id, join_path(dir, name)});
+      found.push_back({*id, join_path(dir, name),
+                       prefix == savepoint_prefix ? snapshot_kind::savepoint
+                                                  : snapshot_kind::checkpoint});
     }
   }
   std::sort(found.begin(), found.end(),
@@ -81,36 +84,81 @@ result<restore_point> load_restore_point(const std::string& folder,
                                          const std::string& fingerprint) {
   result<metadata> meta = read_metadata(folder);
   if (!meta.ok()) return meta.error();
+  // The folder's name is what retention and recovery order by: metadata
+  // that claims another id or kind was copied or forged.
+  const std::string name = fs::path{folder}.filename().string();
+  for (auto [prefix, kind] :
+       {std::pair{checkpoint_prefix, snapshot_kind::checkpoint},
+        std::pair{savepoint_prefix, snapshot_kind::savepoint}}) {
+    auto id = folder_id(name, prefix);
+    if (id && (*id != meta->id || kind != meta->kind))
+      return status{
+          errc::malformed_data,
+          "'" + folder + "': its _metadata says " +
+              (meta->kind == snapshot_kind::savepoint ? "savepoint "
+                                                      : "checkpoint ") +
+              std::to_string(meta->id) +
+              ", not what the folder's "
+              "name says"};
+  }
   if (status s = check_compatible(*meta, job, fingerprint); !s.ok()) return s;
   if (status s = verify(folder, *meta); !s.ok()) return s;
   return restore_point{folder, std::move(meta).value()};
 }
 
-// The newest usable checkpoint among the chk-<id> folders of `dir`.
-result<restore_point> newest_usable(const std::string& dir,
+// The chk-<id> and sp-<id> folders of `dirs`, ascending by id (a
+// checkpoint before a savepoint of the same id, which cannot happen when
+// one job wrote both).
+std::vector<numbered_folder> list_restore_folders(
+    const std::vector<std::string>& dirs) {
+  std::vector<numbered_folder> found;
+  for (std::size_t i = 0; i < dirs.size(); ++i) {
+    if (std::find(dirs.begin(), dirs.begin() + static_cast<long>(i), dirs[i]) !=
+        dirs.begin() + static_cast<long>(i))
+      continue;
+    for (std::string_view prefix : {checkpoint_prefix, savepoint_prefix}) {
+      auto more = list_folders(dirs[i], prefix);
+      found.insert(found.end(), more.begin(), more.end());
+    }
+  }
+  std::stable_sort(found.begin(), found.end(),
+                   [](const numbered_folder& a, const numbered_folder& b) {
+                     return a.id < b.id;
+                   });
+  return found;
+}
+
+// The newest usable checkpoint or savepoint among the folders of `dirs`.
+result<restore_point> newest_usable(const std::vector<std::string>& dirs,
                                     const std::string& job,
                                     const std::string& fingerprint,
                                     std::vector<std::string>& skipped) {
-  const std::vector<numbered_folder> found =
-      list_folders(dir, checkpoint_prefix);
+  const std::vector<numbered_folder> found = list_restore_folders(dirs);
   std::string reasons;
+  bool all_foreign = !found.empty();
   for (auto it = found.rbegin(); it != found.rend(); ++it) {
     result<restore_point> point =
         load_restore_point(it->path, job, fingerprint);
     if (point.ok()) return point;
-    std::string line = "skipped checkpoint " + std::to_string(it->id) + " (" +
-                       it->path + "): " + point.error().message();
+    all_foreign = all_foreign && point.error().code() == errc::invalid_config;
+    std::string line =
+        std::string{"skipped "} +
+        (it->kind == snapshot_kind::savepoint ? "savepoint " : "checkpoint ") +
+        std::to_string(it->id) + " (" + it->path +
+        "): " + point.error().message();
     reasons += reasons.empty() ? "" : "; ";
     reasons += line;
     skipped.push_back(std::move(line));
   }
   if (found.empty()) {
     std::error_code ec;
-    reasons = fs::exists(dir, ec) ? "it holds no chk-<id> folder"
-                                  : "the folder does not exist";
+    reasons = fs::exists(dirs.front(), ec)
+                  ? "it holds no chk-<id> or sp-<id> folder"
+                  : "the folder does not exist";
   }
-  return status{errc::not_found,
-                "no usable checkpoint in '" + dir + "': " + reasons};
+  // Only another job's checkpoints: a mistake in the options, not damage.
+  return status{all_foreign ? errc::invalid_config : errc::not_found,
+                "no usable checkpoint in '" + dirs.front() + "': " + reasons};
 }
 
 }  // namespace
@@ -207,7 +255,9 @@ std::vector<std::string> storage::retain(std::uint32_t keep) const {
 
 result<restore_point> storage::latest(const std::string& fingerprint,
                                       std::vector<std::string>& skipped) const {
-  return newest_usable(root_, job_, fingerprint, skipped);
+  const std::string savepoint_root =
+      fs::path{folder(0, snapshot_kind::savepoint)}.parent_path().string();
+  return newest_usable({root_, savepoint_root}, job_, fingerprint, skipped);
 }
 
 result<restore_point> resolve(const std::string& path, const std::string& job,
@@ -243,20 +293,50 @@ result<restore_point> resolve(const std::string& path, const std::string& job,
     return point;
   }
   if (fs::is_directory(target, ec)) {
-    if (!list_folders(target, checkpoint_prefix).empty()) {
-      return newest_usable(target, job, fingerprint, skipped);
+    if (!list_restore_folders({target}).empty()) {
+      return newest_usable({target}, job, fingerprint, skipped);
     }
     const std::string job_root = join_path(target, job);
-    if (!list_folders(job_root, checkpoint_prefix).empty()) {
-      return newest_usable(job_root, job, fingerprint, skipped);
+    if (!list_restore_folders({job_root}).empty()) {
+      return newest_usable({job_root}, job, fingerprint, skipped);
     }
   }
   return status{errc::not_found,
                 "restore path '" + path +
                     "' holds no checkpoint: give a chk-<id> or sp-<id> "
-                    "folder, a folder of chk-<id> folders, or the checkpoint "
+                    "folder, a folder of such folders, or the checkpoint "
                     "directory holding a '" +
                     job + "' folder"};
+}
+
+status check_resumable(const restore_point& point, bool allow_final,
+                       std::string& warning) {
+  warning.clear();
+  if (!point.meta.final) return {};
+  const std::string what =
+      std::string{point.meta.kind == snapshot_kind::savepoint ? "savepoint "
+                                                              : "checkpoint "} +
+      std::to_string(point.meta.id) + " in '" + point.folder + "'";
+  const std::string why =
+      point.meta.drained
+          ? what +
+                " was taken after a drain (a stop with --drain): its sources "
+                "ended mid-input and every window already fired, so the rest "
+                "of the input would be dropped as late and those windows "
+                "would come out again"
+          : what +
+                " is final: the job's input ended and all of it was "
+                "processed, so nothing is left to resume";
+  if (allow_final) {
+    warning = "warning: --restore-final: " + why;
+    return {};
+  }
+  return status{errc::invalid_config,
+                why +
+                    ". Restore an earlier checkpoint or a savepoint folder "
+                    "with --restore, start over with another --job-name or "
+                    "--checkpoint-dir, or pass --restore-final to continue "
+                    "from it anyway"};
 }
 
 }  // namespace stream::checkpoint

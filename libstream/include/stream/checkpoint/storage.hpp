@@ -136,6 +136,11 @@ struct metadata {
   /// True for the checkpoint taken after every input ended: restoring it
   /// has nothing left to process.
   bool final = false;
+  /// True for a final checkpoint whose input was ended by a stop request
+  /// (drain), not by reaching its end: the sources stopped mid-input and
+  /// every window already fired, so continuing from it would drop the
+  /// rest of the input as late.
+  bool drained = false;
 
   struct operator_entry {
     std::uint32_t id = 0;
@@ -199,9 +204,12 @@ class storage {
   /// a `keep` of 0 counts as 1, so a restore always has a checkpoint.
   std::vector<std::string> retain(std::uint32_t keep) const;
 
-  /// The newest checkpoint of the root (not savepoints) that passes
-  /// `read_metadata`, `verify` and `check_compatible`; every one skipped is
-  /// described in `skipped`. `errc::not_found` when none is usable.
+  /// The newest checkpoint or savepoint of the job (checkpoints in the
+  /// root, savepoints in the savepoint root; ids are shared, so the newest
+  /// is the one with the highest id) that passes `read_metadata`, `verify`
+  /// and `check_compatible`; every one skipped is described in `skipped`.
+  /// `errc::not_found` when none is usable, `errc::invalid_config` when
+  /// every one was refused as another job's.
   result<restore_point> latest(const std::string& fingerprint,
                                std::vector<std::string>& skipped) const;
 
@@ -218,11 +226,22 @@ status check_compatible(const metadata& meta, const std::string& job,
                         const std::string& fingerprint);
 
 /// Resolves `--restore PATH`: a checkpoint or savepoint folder (must be valid
-/// itself), or a folder of checkpoint folders such as a job's root (the
-/// newest valid one, falling back past broken ones, each described in
-/// `skipped`). Checks compatibility with `job` and `fingerprint`.
+/// itself), or a folder of checkpoint and savepoint folders such as a job's
+/// root (the newest valid one, falling back past broken ones, each
+/// described in `skipped`). Checks compatibility with `job` and
+/// `fingerprint`: `errc::invalid_config` for another job's checkpoint. A
+/// folder named `chk-<id>` or `sp-<id>` whose metadata says another id or
+/// kind is `errc::malformed_data`.
 result<restore_point> resolve(const std::string& path, const std::string& job,
                               const std::string& fingerprint,
                               std::vector<std::string>& skipped);
+
+/// Whether a job may continue from `point`. A final checkpoint (taken after
+/// the input ended, or was drained by a stop) is refused with
+/// `errc::invalid_config` and a message that says what happened and what to
+/// do, unless `allow_final`: then it is accepted and `warning` says what
+/// the restore will do. `warning` is cleared otherwise.
+status check_resumable(const restore_point& point, bool allow_final,
+                       std::string& warning);
 
 }  // namespace stream::checkpoint

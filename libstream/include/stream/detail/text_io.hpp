@@ -72,4 +72,17 @@ class text_writer {
   bool owned_;
 };
 
+/// Start-up check of an output or checkpoint folder: creates `dir` (and its
+/// parents) if needed, then creates and removes a probe file in it, so that
+/// a folder that cannot be written fails the job before it reads any input.
+/// `errc::invalid_config` (a start-up refusal, exit code 2) naming the
+/// folder, `what` (e.g. "--checkpoint-dir") and the reason.
+status check_writable_directory(const std::string& dir,
+                                const std::string& what);
+
+/// Start-up check of an output file: "-" (stdout) passes; otherwise its
+/// folder must exist and be writable, and the path must not be a folder or
+/// a file that cannot be written. `errc::invalid_config` naming the path.
+status check_writable_file(const std::string& path);
+
 }  // namespace stream::detail
