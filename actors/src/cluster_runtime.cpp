@@ -169,8 +169,10 @@ result<job_report> execute_coordinator(environment& env,
   const auto& options = env.options();
   auto plan = cluster_plan(env);
   if (!plan) return plan.error();
-  if (auto st = env.graph().run_checks(options); !st.ok()) return st;
   if (auto st = check_storage(options); !st.ok()) return st;
+  auto lock = lock_job_folder(options, "coordinator");
+  if (!lock) return lock.error();
+  if (auto st = env.graph().run_checks(options); !st.ok()) return st;
   auto restore = recovery_point(env, *plan);
   if (!restore) return restore.error();
   auto registry =

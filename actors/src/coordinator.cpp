@@ -228,9 +228,8 @@ caf::behavior coordinator::make_behavior() {
       },
       [this](timeout_atom, std::uint32_t attempt, std::int64_t id) {
         if (attempt != attempt_ || !pending_ || pending_->id != id) return;
-        auto ms = config_.options.checkpoint_timeout.count();
-        abort("timed out after " + std::to_string(ms) + " ms with " +
-                  std::to_string(pending_->acked_count) + " of " +
+        abort("timed out after " + std::to_string(pending_->timeout.count()) +
+                  " ms with " + std::to_string(pending_->acked_count) + " of " +
                   std::to_string(tasks_.size()) + " tasks acknowledged",
               "timeout");
       },
@@ -291,6 +290,9 @@ void coordinator::trigger(checkpoint::snapshot_kind kind, bool stop,
   p.acked.assign(tasks_.size(), false);
   p.stop = stop;
   p.final = final;
+  p.timeout =
+      config_.options.checkpoint_timeout * (final ? 1 << final_retries_ : 1);
+  const auto timeout = p.timeout;
   pending_ = std::move(p);
   in_progress_->set(1);
   bool savepoint = kind == checkpoint::snapshot_kind::savepoint;
@@ -298,8 +300,7 @@ void coordinator::trigger(checkpoint::snapshot_kind kind, bool stop,
     if ((t.source || t.finished) && t.live())
       send(t.handle, trigger_atom::value, id, savepoint);
   }
-  delayed_send(this, config_.options.checkpoint_timeout, timeout_atom::value,
-               attempt_, id);
+  delayed_send(this, timeout, timeout_atom::value, attempt_, id);
 }
 
 void coordinator::on_ack(snapshot_ack& ack) {
@@ -420,8 +421,20 @@ void coordinator::abort(const std::string& reason, const char* label) {
   }
   if (auto st = storage_->discard(p.folder); !st.ok())
     std::fprintf(stderr, "stream: %s\n", st.message().c_str());
-  if (p.final && phase_ == phase::running) {
-    failure_ = status{errc::io_error, "the final checkpoint failed: " + reason};
+  if (p.final && phase_ == phase::running &&
+      final_retries_ < max_final_retries) {
+    ++final_retries_;
+    std::fprintf(stderr,
+                 "stream: taking the final checkpoint again (retry %u of %u, "
+                 "with %lld ms)\n",
+                 final_retries_, max_final_retries,
+                 static_cast<long long>((config_.options.checkpoint_timeout *
+                                         (1 << final_retries_))
+                                            .count()));
+  } else if (p.final && phase_ == phase::running) {
+    failure_ = status{errc::io_error, "the final checkpoint failed after " +
+                                          std::to_string(max_final_retries) +
+                                          " retries: " + reason};
     phase_ = phase::stopping;
     shutdown_all();
     return;

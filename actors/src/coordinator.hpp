@@ -123,7 +123,15 @@ class coordinator final : public caf::event_based_actor {
     std::size_t acked_count = 0;
     bool stop = false;   ///< Stop with savepoint: shut down once complete.
     bool final = false;  ///< Taken after every task finished.
+    /// Aborted when not complete after this long.
+    std::chrono::milliseconds timeout{0};
   };
+
+  /// A final checkpoint that is aborted is taken again this many times,
+  /// each with twice the time of the one before, before the job fails: the
+  /// job's whole output waits on it, and a slow moment (a loaded machine)
+  /// must not cost it.
+  static constexpr std::uint32_t max_final_retries = 3;
 
   void deploy(std::shared_ptr<const checkpoint::restore_point> restore);
   void on_deployed(std::uint32_t attempt, const std::vector<std::size_t>& slots,
@@ -212,6 +220,8 @@ class coordinator final : public caf::event_based_actor {
   /// Id of the final (or stop-with-savepoint) checkpoint once it completed:
   /// a task failing after that failed to commit its output (-1: none yet).
   std::int64_t final_id_ = -1;
+  /// Final checkpoints aborted since the last deployment.
+  std::uint32_t final_retries_ = 0;
   std::string savepoint_folder_;
 
   counter* completed_total_ = nullptr;

@@ -23,6 +23,7 @@ void coordinator::deploy(
   const auto& graph = *config_.graph;
   const auto& plan = *config_.plan;
   deployed_from_ = restore;
+  final_retries_ = 0;
   tasks_.clear();
   alive_ = 0;
   // One slot holds one subtask of every chain (slot sharing): subtask s of

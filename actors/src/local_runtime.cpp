@@ -139,6 +139,18 @@ status check_storage(const job_options& options) {
   return {};
 }
 
+result<std::optional<checkpoint::job_lock>> lock_job_folder(
+    const job_options& options, const std::string& role) {
+  if (options.checkpoint_interval.count() <= 0) {
+    return std::optional<checkpoint::job_lock>{};
+  }
+  checkpoint::storage store{options.checkpoint_dir, options.savepoint_dir,
+                            options.job_name};
+  auto lock = checkpoint::job_lock::acquire(store.root(), role);
+  if (!lock) return lock.error();
+  return std::optional<checkpoint::job_lock>{std::move(*lock)};
+}
+
 result<std::unique_ptr<metrics_server>> serve_metrics(
     std::shared_ptr<metrics_registry> registry, const job_options& options,
     const execution_hooks& hooks) {
@@ -226,8 +238,10 @@ result<job_report> execute(environment& env, const execution_hooks& hooks) {
   if (options.role == "worker") return detail::execute_worker(env, hooks);
   auto plan = execution_plan::build(env.graph(), options, env.chaining());
   if (!plan) return plan.error();
-  if (auto st = env.graph().run_checks(options); !st.ok()) return st;
   if (auto st = detail::check_storage(options); !st.ok()) return st;
+  auto lock = detail::lock_job_folder(options, "local role");
+  if (!lock) return lock.error();
+  if (auto st = env.graph().run_checks(options); !st.ok()) return st;
   auto restore = detail::resolve_restore(env, *plan);
   if (!restore) return restore.error();
   auto registry =

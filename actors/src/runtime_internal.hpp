@@ -5,7 +5,10 @@
 
 #include <caf/all.hpp>
 #include <memory>
+#include <optional>
+#include <string>
 
+#include "stream/checkpoint/job_lock.hpp"
 #include "stream/checkpoint/storage.hpp"
 #include "stream/environment.hpp"
 #include "stream/job_graph.hpp"
@@ -28,6 +31,14 @@ result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
 /// periodic checkpoints are on) and savepoints (unless a stop drains) to
 /// can be written, so that a wrong folder fails before any input is read.
 status check_storage(const job_options& options);
+
+/// With periodic checkpoints on, takes the exclusive lock of the job's
+/// checkpoint folder for the life of the returned value (none without
+/// them), so that a second run of the job on the same folder is refused
+/// (`errc::invalid_config`, naming the holder) instead of interleaving its
+/// checkpoints with this one's. `role` describes this process to the next.
+result<std::optional<checkpoint::job_lock>> lock_job_folder(
+    const job_options& options, const std::string& role);
 
 /// Serves /metrics of `registry` as the options say (none for an empty
 /// address) and tells `hooks` the port.

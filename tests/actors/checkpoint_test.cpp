@@ -361,12 +361,91 @@ TEST_P(checkpoint_test, a_checkpoint_that_times_out_is_aborted_and_counted) {
   // Aborted checkpoints leave no folder behind.
   for (const auto& f :
        fs::directory_iterator(fs::path{o.checkpoint_dir} / "timeout")) {
+    if (!f.is_directory()) continue;  // the job folder's .lock
     EXPECT_TRUE(fs::exists(f.path() / "_metadata"))
         << f.path() << " is an aborted checkpoint that was not removed";
   }
   auto expected = exactly_once_expected(readings, sensors);
   auto actual = committed_lines(output());
   EXPECT_TRUE(actual == expected) << line_diff(expected, actual);
+}
+
+/// A stateful sink whose snapshots after the end of its input (the final
+/// checkpoint's) stall until the coordinator has given up on them, for the
+/// first `stalls` of them.
+class stalling_sink final : public runtime::consumer<std::uint64_t> {
+ public:
+  stalling_sink(counter& timeouts, int stalls)
+      : timeouts_(timeouts), stalls_(stalls) {}
+  bool stateful() const override { return true; }
+  void push(std::vector<std::uint64_t>&) override {}
+  void flush() override {}
+  void finish() override { finished_ = true; }
+  void on_control(const runtime::control_event&) override {}
+  void snapshot_state(std::int64_t, checkpoint::pending_snapshot&) override {
+    if (!finished_ || stalls_ == 0) return;
+    --stalls_;
+    const auto before = timeouts_.raw();
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds{30};
+    while (timeouts_.raw() == before &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds{1});
+    }
+  }
+
+ private:
+  counter& timeouts_;
+  int stalls_;
+  bool finished_ = false;
+};
+
+TEST_P(checkpoint_test, an_aborted_final_checkpoint_is_taken_again) {
+  for (int stalls : {2, 4}) {
+    SCOPED_TRACE(std::to_string(stalls) + " final checkpoints stall");
+    const std::string job = "final-" + std::to_string(stalls);
+    auto o = options(job);
+    o.parallelism = 1;
+    o.checkpoint_timeout = std::chrono::milliseconds{100};
+    // No periodic checkpoint before the end: every timeout is a final one.
+    o.checkpoint_interval = std::chrono::hours{1};
+    auto& timeouts = registry_->get_counter(
+        "stream_checkpoints_failed_total", "Checkpoints aborted, by reason.",
+        {{"job", job}, {"reason", "timeout"}});
+    environment env{o};
+    generator_options gen;
+    gen.count = 1'000;
+    env.from_generator([](std::uint64_t i) { return i; }, gen)
+        .sink("stalling", [&timeouts, stalls](const runtime::stage_context&,
+                                              runtime::stage_object*) {
+          return std::make_unique<stalling_sink>(timeouts, stalls);
+        });
+    execution_hooks hooks;
+    hooks.registry = registry_;
+    ::testing::internal::CaptureStderr();
+    auto report = execute(env, hooks);
+    auto err = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("taking the final checkpoint again (retry 1 of 3, "
+                       "with 200 ms)"),
+              std::string::npos)
+        << err;
+    EXPECT_NE(err.find("(retry 2 of 3, with 400 ms)"), std::string::npos)
+        << err;
+    if (stalls == 2) {
+      // The third try went through.
+      ASSERT_TRUE(report.ok()) << report.error().to_string() << "\n" << err;
+      EXPECT_EQ(timeouts.raw(), 2u);
+    } else {
+      // Four tries (100, 200, 400 and 800 ms) timed out: the job fails.
+      ASSERT_FALSE(report.ok()) << err;
+      EXPECT_NE(report.error().message().find(
+                    "the final checkpoint failed after 3 retries: timed out "
+                    "after 800 ms"),
+                std::string::npos)
+          << report.error().message();
+      EXPECT_EQ(timeouts.raw(), 4u);
+    }
+  }
 }
 
 TEST_P(checkpoint_test, past_the_restart_limit_the_job_fails_clearly) {

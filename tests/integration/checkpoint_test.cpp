@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -327,6 +328,33 @@ TEST_P(checkpoint_process_test, a_checkpoint_of_another_job_is_refused) {
               std::string::npos)
         << other.err();
   }
+}
+
+TEST_P(checkpoint_process_test, a_second_run_on_the_job_folder_is_refused) {
+  child_process first{
+      command({"--rate", "20000", "--checkpoint-interval", "100ms"})};
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (complete().empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_FALSE(complete().empty()) << first.err();
+  // The same job on the same folder, and another output: refused at start,
+  // before it reads or writes anything.
+  auto argv = command({"--checkpoint-interval", "100ms"});
+  auto out = std::find(argv.begin(), argv.end(), output());
+  ASSERT_NE(out, argv.end());
+  *out = dir_ + "/second-out";
+  child_process second{argv};
+  EXPECT_EQ(second.wait(30s), 2) << second.err();
+  EXPECT_NE(second.err().find("is in use by another run of this job: pid " +
+                              std::to_string(first.pid()) + " on "),
+            std::string::npos)
+      << second.err();
+  EXPECT_NE(second.err().find("(local role, since "), std::string::npos)
+      << second.err();
+  EXPECT_FALSE(fs::exists(dir_ + "/second-out"));
+  // The first run went on undisturbed.
+  EXPECT_EQ(first.wait(60s), 0) << first.err();
+  expect_exact_output();
 }
 
 TEST_P(checkpoint_process_test, injected_failures_recover_exactly_once) {

@@ -275,6 +275,30 @@ TEST_F(cluster_stop_test, sigterm_ends_a_coordinator_in_every_state) {
   }
 }
 
+TEST_F(cluster_stop_test, a_second_coordinator_on_the_job_folder_is_refused) {
+  const auto job = job_options_for_test();
+  // No worker: the first waits for slots, holding the job folder's lock.
+  auto first = c_->start_coordinator(job);
+  ASSERT_TRUE(first->wait_for_err("waiting for 3 task slots", 30s))
+      << first->err();
+  const std::string holder = "pid " + std::to_string(first->pid()) + " on ";
+  // Its own ports, so that only the folder is shared.
+  auto argv = c_->job_command(job, c_->output(), c_->checkpoints());
+  argv.insert(argv.end(), {"--role", "coordinator", "--cluster-port",
+                           std::to_string(stream::testing::free_port()),
+                           "--rest-address", ""});
+  child_process second{argv};
+  EXPECT_EQ(second.wait(30s), 2) << second.err();
+  EXPECT_NE(
+      second.err().find("is in use by another run of this job: " + holder),
+      std::string::npos)
+      << second.err();
+  EXPECT_NE(second.err().find("(coordinator, since "), std::string::npos)
+      << second.err();
+  first->signal(SIGTERM);
+  EXPECT_EQ(first->wait(30s), 0) << first->err();
+}
+
 TEST_F(cluster_stop_test, sigterm_ends_a_worker_waiting_for_its_coordinator) {
   auto worker = c_->start_worker("lonely", job_options_for_test(), 1);
   ASSERT_TRUE(worker->wait_for_err("cannot connect to the coordinator", 30s))

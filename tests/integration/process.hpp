@@ -46,6 +46,9 @@ class child_process {
   /// -1 before.
   long max_rss_kb() const noexcept { return max_rss_kb_; }
 
+  /// The child's process id.
+  pid_t pid() const noexcept { return pid_; }
+
   /// Sends `sig` to the child.
   void signal(int sig);
 
