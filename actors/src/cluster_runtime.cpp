@@ -85,6 +85,9 @@ result<std::shared_ptr<const checkpoint::restore_point>> recovery_point(
     return status{st.code(), "cannot recover job '" + options.job_name +
                                  "': " + st.message()};
   if (!warning.empty()) std::fprintf(stderr, "stream: %s\n", warning.c_str());
+  if (auto st = check_restorable(env, plan, *latest); !st.ok())
+    return status{st.code(), "cannot recover job '" + options.job_name +
+                                 "': " + st.message()};
   std::fprintf(stderr,
                "stream: recovering job '%s' from %s %lld in %s (a "
                "coordinator resumes its job; use another --job-name or "
@@ -175,6 +178,9 @@ result<job_report> execute_coordinator(environment& env,
   if (auto st = env.graph().run_checks(options); !st.ok()) return st;
   auto restore = recovery_point(env, *plan);
   if (!restore) return restore.error();
+  if (*restore) {
+    if (auto st = adopt_tables(*plan, **restore, options); !st.ok()) return st;
+  }
   auto registry =
       hooks.registry ? hooks.registry : std::make_shared<metrics_registry>();
 

@@ -328,13 +328,16 @@ checkpoint::metadata coordinator::build_metadata(
   meta.max_parallelism = config_.options.max_parallelism;
   meta.final = p.final;
   meta.drained = p.final && drain_;
+  meta.plan_version = config_.plan->version();
   std::map<std::uint32_t, checkpoint::metadata::operator_entry> ops;
   for (const auto& ack : p.acks) {
     for (const auto& h : ack.handles) {
       auto& op = ops[h.operator_id];
       op.id = h.operator_id;
       op.name = config_.plan->name_of(h.operator_id);
-      op.parallelism = config_.plan->chains().at(ack.chain).parallelism;
+      const auto& chain = config_.plan->chains().at(ack.chain);
+      op.parallelism = chain.parallelism;
+      op.table_version = chain.key_groups->version();
       op.subtasks.push_back(h);
     }
   }

@@ -91,8 +91,11 @@ void coordinator::deploy(
     }
     auto attempt = attempt_;
     auto id = workers_[w].id;
+    // The plan travels with every deployment: workers never route by
+    // tables of their own making.
     request(workers_[w].handle, deploy_timeout, deploy_atom::value, attempt,
-            folder, std::move(chains), std::move(subtasks), peers)
+            folder, std::move(chains), std::move(subtasks), peers,
+            config_.plan->encode_tables())
         .then(
             [this, attempt, indices](std::vector<caf::actor>& handles) {
               on_deployed(attempt, indices, handles);

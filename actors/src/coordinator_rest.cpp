@@ -31,6 +31,7 @@ std::string coordinator::status_json() const {
       std::chrono::duration<double>(clock::now() - started_at_).count();
   j["fingerprint"] = fingerprint_;
   j["max_parallelism"] = config_.options.max_parallelism;
+  j["plan_version"] = config_.plan->version();
   json workers = json::array();
   // Slot s holds subtask s of every chain: a worker uses as many slots as
   // it hosts distinct subtask indices.
@@ -62,23 +63,27 @@ std::string coordinator::status_json() const {
                          {"parallelism", chain.parallelism},
                          {"keyed", n.keyed}});
     if (!n.keyed) continue;
-    json ranges = json::array();
+    const key_group_table& table = *chain.key_groups;
+    json subtasks = json::array();
     for (std::uint32_t s = 0; s < chain.parallelism; ++s) {
-      auto r = range_for_subtask(config_.options.max_parallelism,
-                                 chain.parallelism, s);
+      const key_group_set owned = table.owned_set(s);
       std::string where = "-";
       for (const auto& t : tasks_) {
         if (t.chain == chain.id && t.subtask == s && t.worker < workers_.size())
           where = workers_[t.worker].id;
       }
-      ranges.push_back({{"subtask", s},
-                        {"first", r.start},
-                        {"last", r.end > r.start ? r.end - 1 : r.start},
-                        {"worker", where}});
+      json runs = json::array();
+      for (const auto& r : owned.runs()) runs.push_back({r.start, r.end - 1});
+      subtasks.push_back({{"subtask", s},
+                          {"key_groups", owned.to_string()},
+                          {"runs", std::move(runs)},
+                          {"count", owned.size()},
+                          {"worker", where}});
     }
     key_groups.push_back({{"operator", plan.name_of(n.id)},
                           {"parallelism", chain.parallelism},
-                          {"ranges", ranges}});
+                          {"table_version", table.version()},
+                          {"subtasks", std::move(subtasks)}});
   }
   j["operators"] = operators;
   j["key_groups"] = key_groups;

@@ -11,6 +11,7 @@
 #include "stream/detail/text_io.hpp"
 #include "stream/metrics.hpp"
 #include "stream/metrics_server.hpp"
+#include "stream/rescale.hpp"
 #include "stream/run.hpp"
 
 namespace stream {
@@ -70,6 +71,71 @@ void configure_system(caf::actor_system_config& cfg, const job_options& options,
   }
 }
 
+status check_restorable(const environment& env, const execution_plan& plan,
+                        const checkpoint::restore_point& point) {
+  const auto& options = env.options();
+  if (point.meta.max_parallelism != options.max_parallelism)
+    return status{errc::invalid_config,
+                  "checkpoint '" + point.folder + "' was taken with " +
+                      std::to_string(point.meta.max_parallelism) +
+                      " key groups (--max-parallelism), this job has " +
+                      std::to_string(options.max_parallelism) +
+                      ": key groups cannot be renumbered, run it with "
+                      "--max-parallelism " +
+                      std::to_string(point.meta.max_parallelism)};
+  for (const auto& c : plan.chains()) {
+    for (auto id : c.nodes) {
+      const auto* op = point.meta.find(id);
+      if (op == nullptr || op->parallelism == c.parallelism) continue;
+      if (env.graph().at(id).kind == job_graph::node_kind::operator_) continue;
+      return status{errc::invalid_config,
+                    "'" + op->name + "' ran with parallelism " +
+                        std::to_string(op->parallelism) + " in '" +
+                        point.folder + "', now " +
+                        std::to_string(c.parallelism) +
+                        ": sources and sinks must keep their parallelism"};
+    }
+  }
+  return status::success();
+}
+
+status adopt_tables(execution_plan& plan,
+                    const checkpoint::restore_point& point,
+                    const job_options& options) {
+  auto policy = parse_rescale_plan(options.rescale_plan);
+  if (!policy) return policy.error();
+  auto next = plan_for_restore(plan, point.meta, *policy);
+  if (!next) return next.error();
+  for (const auto& c : next->chains()) {
+    if (c.table_root != c.id) continue;
+    const auto* op = [&]() -> const checkpoint::metadata::operator_entry* {
+      for (auto node : c.nodes) {
+        if (const auto* found = point.meta.find(node)) return found;
+      }
+      return nullptr;
+    }();
+    if (op == nullptr || op->parallelism == c.parallelism) continue;
+    std::uint32_t moved = 0;
+    for (const auto& h : op->subtasks) {
+      for (const auto& run : h.key_groups.runs()) {
+        for (key_group kg = run.start; kg < run.end; ++kg) {
+          if (kg < c.key_groups->max_parallelism() &&
+              c.key_groups->owner(kg) != h.subtask)
+            ++moved;
+        }
+      }
+    }
+    std::fprintf(stderr,
+                 "stream: '%s' rescaled from %u to %u subtasks: %u of %u key "
+                 "groups change owner (--rescale-plan %s, table v%llu)\n",
+                 c.name.c_str(), op->parallelism, c.parallelism, moved,
+                 c.key_groups->max_parallelism(), options.rescale_plan.c_str(),
+                 static_cast<unsigned long long>(c.key_groups->version()));
+  }
+  plan = std::move(*next);
+  return status::success();
+}
+
 result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
     const environment& env, const execution_plan& plan) {
   const auto& options = env.options();
@@ -86,25 +152,7 @@ result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
       !st.ok())
     return st;
   if (!warning.empty()) std::fprintf(stderr, "stream: %s\n", warning.c_str());
-  if (point->meta.max_parallelism != options.max_parallelism)
-    return status{errc::invalid_config,
-                  "checkpoint '" + point->folder + "' was taken with " +
-                      std::to_string(point->meta.max_parallelism) +
-                      " key groups (--max-parallelism), this job has " +
-                      std::to_string(options.max_parallelism)};
-  for (const auto& c : plan.chains()) {
-    for (auto id : c.nodes) {
-      const auto* op = point->meta.find(id);
-      if (op == nullptr || op->parallelism == c.parallelism) continue;
-      if (env.graph().at(id).kind == job_graph::node_kind::operator_) continue;
-      return status{errc::invalid_config,
-                    "'" + op->name + "' ran with parallelism " +
-                        std::to_string(op->parallelism) + " in '" +
-                        point->folder + "', now " +
-                        std::to_string(c.parallelism) +
-                        ": sources and sinks must keep their parallelism"};
-    }
-  }
+  if (auto st = check_restorable(env, plan, *point); !st.ok()) return st;
   std::fprintf(stderr, "stream: restoring %s %lld from %s\n",
                point->meta.kind == checkpoint::snapshot_kind::savepoint
                    ? "savepoint"
@@ -244,6 +292,10 @@ result<job_report> execute(environment& env, const execution_hooks& hooks) {
   if (auto st = env.graph().run_checks(options); !st.ok()) return st;
   auto restore = detail::resolve_restore(env, *plan);
   if (!restore) return restore.error();
+  if (*restore) {
+    if (auto st = detail::adopt_tables(*plan, **restore, options); !st.ok())
+      return st;
+  }
   auto registry =
       hooks.registry ? hooks.registry : std::make_shared<metrics_registry>();
   auto server = detail::serve_metrics(registry, options, hooks);

@@ -119,6 +119,18 @@ typename Inspector::result_type inspect(Inspector& f, key_group_range& x) {
   return f(caf::meta::type_name("stream.key_group_range"), x.start, x.end);
 }
 
+/// As its runs; loading rebuilds the set from them.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, key_group_set& x) {
+  std::vector<key_group_range> runs = x.runs();
+  auto load = [&]() -> caf::error {
+    x = key_group_set{std::move(runs)};
+    return caf::none;
+  };
+  return f(caf::meta::type_name("stream.key_group_set"), runs,
+           caf::meta::load_callback(load));
+}
+
 namespace checkpoint {
 
 template <class Inspector>

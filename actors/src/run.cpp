@@ -183,6 +183,9 @@ const common_option common_options[] = {
     {"restore", "PATH",
      "start from this checkpoint or savepoint folder, or from the newest "
      "usable checkpoint or savepoint under this directory"},
+    {"rescale-plan", "NAME",
+     "a restore at another parallelism: minimal (the fewest key groups "
+     "move) or ranges (contiguous, as Flink) (default: minimal)"},
     {"restart-strategy", "NAME",
      "on a task failure: none, fixed-delay, exponential, failure-rate or "
      "auto = exponential with checkpoints, none without (default: auto)"},
@@ -263,6 +266,11 @@ po::options_description describe(const std::vector<app_option>& app,
     common.add_options()(
         o.name, po::value<std::string>()->value_name(o.value_name), o.help);
   }
+  common.add_options()(
+      "parallelism-of",
+      po::value<std::vector<std::string>>()->composing()->value_name("NAME=N"),
+      "parallelism of one operator, by name, over its own and "
+      "--parallelism (e.g. windows=3); repeatable");
   common.add_options()("no-chaining", po::bool_switch(),
                        "give every operator its own actor");
   common.add_options()(
@@ -362,6 +370,20 @@ parsed parse(int argc, char** argv, const std::vector<app_option>& app) {
   };
   u32("max-parallelism", o.max_parallelism);
   u32("parallelism", o.parallelism);
+  if (vm.count("parallelism-of") != 0) {
+    for (const auto& v : vm["parallelism-of"].as<std::vector<std::string>>()) {
+      const auto eq = v.find('=');
+      if (eq == std::string::npos || eq == 0)
+        throw usage_error{"invalid value '" + clip(v) +
+                          "' for --parallelism-of: expected NAME=N, e.g. "
+                          "windows=3"};
+      const std::string name = v.substr(0, eq);
+      const auto p = static_cast<std::uint32_t>(parse_unsigned(
+          "parallelism-of " + name, v.substr(eq + 1), 1, max_max_parallelism));
+      if (!o.operator_parallelism.emplace(name, p).second)
+        throw usage_error{"--parallelism-of names '" + clip(name) + "' twice"};
+    }
+  }
   u32("batch-size", o.batch_size);
   u32("channel-credits", o.channel_credits);
   u32("threads", o.threads);
@@ -392,6 +414,7 @@ parsed parse(int argc, char** argv, const std::vector<app_option>& app) {
   if (auto* v = text("savepoint-dir")) o.savepoint_dir = *v;
   u32("checkpoints-retained", o.checkpoints_retained);
   if (auto* v = text("restore")) o.restore = *v;
+  if (auto* v = text("rescale-plan")) o.rescale_plan = *v;
   o.drain_on_stop = vm["drain"].as<bool>();
   o.restore_final = vm["restore-final"].as<bool>();
   if (auto* v = text("restart-strategy")) o.restart_strategy = *v;

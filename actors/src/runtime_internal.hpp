@@ -22,8 +22,22 @@ namespace stream::detail {
 void configure_system(caf::actor_system_config& cfg, const job_options& options,
                       bool networked);
 
-/// Resolves --restore and checks that sources and sinks keep their
-/// parallelism (their state is per subtask). Null without --restore.
+/// Checks that the job can restore `point`: the same max parallelism (key
+/// groups are never renumbered; the message names both values) and, for
+/// sources and sinks, whose state is per subtask, the same parallelism.
+/// `errc::invalid_config` otherwise.
+status check_restorable(const environment& env, const execution_plan& plan,
+                        const checkpoint::restore_point& point);
+
+/// Gives `plan` the key-group tables of `point` (see `plan_for_restore`,
+/// with `options.rescale_plan`) and prints one line per table that changed:
+/// its chain, the parallelism before and after, how many key groups move.
+status adopt_tables(execution_plan& plan,
+                    const checkpoint::restore_point& point,
+                    const job_options& options);
+
+/// Resolves --restore and checks it with `check_restorable`. Null without
+/// --restore.
 result<std::shared_ptr<const checkpoint::restore_point>> resolve_restore(
     const environment& env, const execution_plan& plan);
 

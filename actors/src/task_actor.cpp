@@ -223,8 +223,7 @@ status task_actor::restore() {
   }
   if (!config_.restore) return {};
   const auto& chain = config_.plan->chains().at(config_.chain);
-  auto owned = range_for_subtask(config_.options.max_parallelism,
-                                 chain.parallelism, config_.subtask);
+  const key_group_set owned = chain.key_groups->owned_set(config_.subtask);
   std::vector<std::shared_ptr<const checkpoint::restored_state>> loaded;
   status failure;
   auto st = task_->restore(

@@ -59,8 +59,8 @@ caf::behavior worker::make_behavior() {
       auto waiting = std::move(pending_);
       pending_.clear();
       for (auto& d : waiting)
-        d.promise.deliver(
-            deploy(d.attempt, d.restore_folder, d.chains, d.subtasks, d.peers));
+        d.promise.deliver(deploy(d.attempt, d.restore_folder, d.chains,
+                                 d.subtasks, d.peers, d.plan));
     }
   });
   return {
@@ -80,7 +80,8 @@ caf::behavior worker::make_behavior() {
       [this](deploy_atom, std::uint32_t attempt, std::string& restore_folder,
              std::vector<std::uint32_t>& chains,
              std::vector<std::uint32_t>& subtasks,
-             std::vector<std::string>& peers)
+             std::vector<std::string>& peers,
+             std::vector<std::uint32_t>& tables)
           -> caf::result<std::vector<caf::actor>> {
         // Only from the coordinator this worker is registered with: a
         // deploy of a coordinator it lost meanwhile would start tasks that
@@ -89,8 +90,11 @@ caf::behavior worker::make_behavior() {
         if (!runner || current_sender() == nullptr ||
             current_sender()->address() != runner.address())
           return caf::make_error(caf::sec::unexpected_message);
+        auto plan = shipped_plan(tables);
+        if (!plan) return plan.error();
         if (tasks_.empty())
-          return deploy(attempt, restore_folder, chains, subtasks, peers);
+          return deploy(attempt, restore_folder, chains, subtasks, peers,
+                        *plan);
         // Tasks of an earlier attempt (of a coordinator that went away,
         // say) must be gone before new ones open the same files.
         kill_tasks();
@@ -101,6 +105,7 @@ caf::behavior worker::make_behavior() {
         d.chains = std::move(chains);
         d.subtasks = std::move(subtasks);
         d.peers = std::move(peers);
+        d.plan = *plan;
         pending_.push_back(std::move(d));
         return pending_.back().promise;
       },
@@ -253,11 +258,26 @@ std::shared_ptr<const checkpoint::restore_point> worker::restore_point_of(
   return restore_;
 }
 
+caf::expected<const execution_plan*> worker::shipped_plan(
+    const std::vector<std::uint32_t>& tables) {
+  if (!plans_.empty() && tables == plan_tables_) return plans_.back().get();
+  auto plan = config_.plan->with_encoded_tables(tables);
+  if (!plan) {
+    return caf::make_error(
+        caf::sec::invalid_argument,
+        "worker " + config_.options.worker_id +
+            " cannot run the coordinator's plan: " + plan.error().message());
+  }
+  plans_.push_back(std::make_unique<const execution_plan>(std::move(*plan)));
+  plan_tables_ = tables;
+  return plans_.back().get();
+}
+
 std::vector<caf::actor> worker::deploy(
     std::uint32_t attempt, const std::string& restore_folder,
     const std::vector<std::uint32_t>& chains,
     const std::vector<std::uint32_t>& subtasks,
-    const std::vector<std::string>& peers) {
+    const std::vector<std::string>& peers, const execution_plan* plan) {
   connect_peers(peers);
   auto restore = restore_point_of(restore_folder);
   auto runner = coordinator_ ? coordinator_ : config_.coordinator;
@@ -265,7 +285,7 @@ std::vector<caf::actor> worker::deploy(
   for (std::size_t i = 0; i < chains.size() && i < subtasks.size(); ++i) {
     task_actor_config cfg;
     cfg.graph = config_.graph;
-    cfg.plan = config_.plan;
+    cfg.plan = plan;
     cfg.registry = config_.registry;
     cfg.options = config_.options;
     cfg.chain = chains[i];

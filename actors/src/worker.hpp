@@ -40,12 +40,13 @@ struct worker_config {
 /// Worker role protocol: connect to the coordinator (retried with backoff
 /// until it is up), `register(id, address, slots, protocol, definition)`;
 /// the coordinator answers with an empty string or why it refuses. Then
-/// `deploy(attempt, restore folder, chains, subtasks, peers)` spawns task
-/// actors and answers with their handles, after connecting to the peers
-/// (other workers of the deployment) so that data flows directly between
-/// workers. When the coordinator goes away the worker kills its tasks and
-/// connects again; `stop` from the process says goodbye to the coordinator
-/// first, so that the departure is not taken for a crash.
+/// `deploy(attempt, restore folder, chains, subtasks, peers, tables)` spawns
+/// task actors with the plan the coordinator shipped (`tables`, see
+/// `execution_plan::encode_tables`) and answers with their handles, after
+/// connecting to the peers (other workers of the deployment) so that data flows
+/// directly between workers. When the coordinator goes away the worker kills
+/// its tasks and connects again; `stop` from the process says goodbye to the
+/// coordinator first, so that the departure is not taken for a crash.
 ///
 /// Runs detached: connecting blocks its thread, never a scheduler thread.
 class worker final : public caf::event_based_actor {
@@ -65,7 +66,12 @@ class worker final : public caf::event_based_actor {
                                  const std::string& restore_folder,
                                  const std::vector<std::uint32_t>& chains,
                                  const std::vector<std::uint32_t>& subtasks,
-                                 const std::vector<std::string>& peers);
+                                 const std::vector<std::string>& peers,
+                                 const execution_plan* plan);
+  /// The plan the coordinator shipped: this worker's plan with its tables;
+  /// kept as long as the worker lives, since tasks refer to it.
+  caf::expected<const execution_plan*> shipped_plan(
+      const std::vector<std::uint32_t>& tables);
   void connect_peers(const std::vector<std::string>& peers);
   void kill_tasks();
   caf::expected<caf::actor> connect_to(const std::string& host,
@@ -84,6 +90,10 @@ class worker final : public caf::event_based_actor {
   std::vector<caf::actor> tasks_;
   std::map<std::string, caf::actor> peers_;
   std::shared_ptr<const checkpoint::restore_point> restore_;
+  /// Every plan shipped so far (one per change of tables, a few per run),
+  /// and the encoding of the newest.
+  std::vector<std::unique_ptr<const execution_plan>> plans_;
+  std::vector<std::uint32_t> plan_tables_;
   struct pending_deploy {
     caf::typed_response_promise<std::vector<caf::actor>> promise;
     std::uint32_t attempt = 0;
@@ -91,6 +101,7 @@ class worker final : public caf::event_based_actor {
     std::vector<std::uint32_t> chains;
     std::vector<std::uint32_t> subtasks;
     std::vector<std::string> peers;
+    const execution_plan* plan = nullptr;
   };
   /// Deploy requests waiting for the tasks of an earlier attempt to end.
   std::vector<pending_deploy> pending_;

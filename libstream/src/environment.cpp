@@ -78,6 +78,16 @@ std::string shortened(const std::string& value) {
   return value.size() <= limit ? value : value.substr(0, limit) + "...";
 }
 
+/// `--parallelism-of` as one value: "a=2,b=3", by name.
+std::string parallelism_overrides(const job_options& o) {
+  std::string out;
+  for (const auto& [name, p] : o.operator_parallelism) {
+    if (!out.empty()) out += ',';
+    out += name + "=" + std::to_string(p);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string environment::definition() const {
@@ -86,6 +96,7 @@ std::string environment::definition() const {
       {"topology", graph_->fingerprint()},
       {"job-name", o.job_name},
       {"parallelism", std::to_string(o.parallelism)},
+      {"parallelism-of", parallelism_overrides(o)},
       {"max-parallelism", std::to_string(o.max_parallelism)},
       {"no-chaining", chaining_ ? "false" : "true"},
       {"channel-credits", std::to_string(o.channel_credits)},

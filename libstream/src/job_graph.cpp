@@ -1,8 +1,10 @@
 #include "stream/job_graph.hpp"
 
+#include <algorithm>
 #include <cassert>
 #include <cstdio>
 #include <map>
+#include <optional>
 
 #include "stream/key_groups.hpp"
 
@@ -78,11 +80,29 @@ result<std::vector<std::string>> unique_names(const job_graph& graph) {
 result<std::vector<std::uint32_t>> resolve_parallelism(
     const job_graph& graph, const job_options& options,
     const std::vector<std::string>& names) {
+  for (const auto& [name, p] : options.operator_parallelism) {
+    if (std::find(names.begin(), names.end(), name) != names.end()) {
+      if (p < 1 || p > options.max_parallelism)
+        return plan_error("--parallelism-of " + name + "=" + std::to_string(p) +
+                          ": must be in 1..--max-" + "parallelism (" +
+                          std::to_string(options.max_parallelism) + ")");
+      continue;
+    }
+    std::string known;
+    for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+    return plan_error("--parallelism-of names '" + name +
+                      "', which is not an operator of this job (its "
+                      "operators: " +
+                      known + ")");
+  }
   std::vector<std::uint32_t> result;
   for (const auto& n : graph.nodes()) {
     auto p = n.parallelism != 0 ? n.parallelism : options.parallelism;
     if (n.parallelism == 0 && n.max_parallelism != 0)
       p = std::min(p, n.max_parallelism);
+    if (auto it = options.operator_parallelism.find(names[n.id]);
+        it != options.operator_parallelism.end())
+      p = it->second;
     if (p == 0)
       return plan_error("operator '" + names[n.id] + "' has parallelism 0");
     if (n.max_parallelism != 0 && p > n.max_parallelism)
@@ -135,12 +155,6 @@ result<execution_plan> execution_plan::build(const job_graph& graph,
     r.chained = chaining && r.kind == partitioning::forward &&
                 e.side_tag.empty() && graph.main_outputs(from.id) == 1 &&
                 to.in_edges.size() == 1 && !to.new_chain;
-    if (r.kind == partitioning::hash) {
-      auto table =
-          key_group_table::contiguous(options.max_parallelism, (*par)[e.to]);
-      if (!table) return table.error();
-      r.table = std::make_shared<const key_group_table>(std::move(*table));
-    }
   }
   // Node ids are a topological order (edges always point to a later node),
   // so a node's chained predecessor already has its chain.
@@ -166,6 +180,8 @@ result<execution_plan> execution_plan::build(const job_graph& graph,
     plan.edges_[e.id].from_chain = plan.chain_of_[e.from];
     plan.edges_[e.id].to_chain = plan.chain_of_[e.to];
   }
+  if (auto st = plan.assign_key_groups(options.max_parallelism); !st.ok())
+    return st;
   for (auto& c : plan.chains_) {
     c.out_edges.clear();
     for (auto n : c.nodes) {
@@ -190,6 +206,164 @@ result<execution_plan> execution_plan::build(const job_graph& graph,
     }
   }
   return plan;
+}
+
+status execution_plan::assign_key_groups(std::uint32_t max_parallelism) {
+  // Chain ids follow node ids, a topological order: a chain's upstream
+  // chains already have their roots.
+  for (auto& c : chains_) {
+    // Only forward edges in, from chains of one root: subtask i receives
+    // what upstream subtask i owned, so it owns the same key groups (a
+    // keyed operator after a keyed one in a new chain). Anything else is a
+    // root with a table of its own, contiguous ranges to begin with.
+    std::optional<std::uint32_t> upstream;
+    bool inherits = !c.in_edges.empty();
+    for (auto e : c.in_edges) {
+      const auto& r = edges_[e];
+      const std::uint32_t root = chains_[r.from_chain].table_root;
+      if (r.kind != partitioning::forward || (upstream && *upstream != root)) {
+        inherits = false;
+        break;
+      }
+      upstream = root;
+    }
+    c.table_root = inherits ? *upstream : c.id;
+    if (c.table_root != c.id) continue;
+    auto table = key_group_table::contiguous(max_parallelism, c.parallelism);
+    if (!table) return table.error();
+    c.key_groups = std::make_shared<const key_group_table>(std::move(*table));
+  }
+  link_tables();
+  return status::success();
+}
+
+void execution_plan::link_tables() {
+  for (auto& c : chains_) {
+    if (c.table_root != c.id) c.key_groups = chains_[c.table_root].key_groups;
+    // One table per keyed operator, shared by every hash edge into it.
+    for (auto e : c.in_edges) {
+      if (edges_[e].kind == partitioning::hash) edges_[e].table = c.key_groups;
+    }
+  }
+}
+
+result<execution_plan> execution_plan::with_tables(
+    const std::vector<std::shared_ptr<const key_group_table>>& tables,
+    std::uint64_t version) const {
+  if (tables.size() != chains_.size()) {
+    return status{errc::invalid_argument,
+                  "a plan of " + std::to_string(chains_.size()) +
+                      " chains got " + std::to_string(tables.size()) +
+                      " key-group tables"};
+  }
+  execution_plan next = *this;
+  next.version_ = version;
+  for (auto& c : next.chains_) {
+    const auto& table = tables[c.id];
+    if (c.table_root != c.id || table == nullptr) continue;
+    const auto& old = *c.key_groups;
+    if (table->parallelism() != c.parallelism ||
+        table->max_parallelism() != old.max_parallelism()) {
+      return status{errc::invalid_argument,
+                    "the key-group table of '" + c.name + "' is for " +
+                        std::to_string(table->parallelism()) + " of " +
+                        std::to_string(table->max_parallelism()) +
+                        " key groups' owners, the chain runs " +
+                        std::to_string(c.parallelism) + " subtasks of " +
+                        std::to_string(old.max_parallelism())};
+    }
+    c.key_groups = table;
+  }
+  next.link_tables();
+  return next;
+}
+
+std::vector<std::uint32_t> execution_plan::encode_tables() const {
+  auto halves = [](std::vector<std::uint32_t>& out, std::uint64_t v) {
+    out.push_back(static_cast<std::uint32_t>(v));
+    out.push_back(static_cast<std::uint32_t>(v >> 32));
+  };
+  std::vector<std::uint32_t> out;
+  halves(out, version_);
+  out.push_back(static_cast<std::uint32_t>(chains_.size()));
+  for (const auto& c : chains_) {
+    const key_group_table& t = *c.key_groups;
+    halves(out, t.version());
+    out.push_back(t.parallelism());
+    out.push_back(t.max_parallelism());
+    const std::size_t count_at = out.size();
+    out.push_back(0);
+    std::uint32_t runs = 0;
+    for (key_group start = 0; start < t.max_parallelism();) {
+      key_group end = start + 1;
+      while (end < t.max_parallelism() && t.owner(end) == t.owner(start)) ++end;
+      out.insert(out.end(), {start, end, t.owner(start)});
+      ++runs;
+      start = end;
+    }
+    out[count_at] = runs;
+  }
+  return out;
+}
+
+result<execution_plan> execution_plan::with_encoded_tables(
+    const std::vector<std::uint32_t>& encoded) const {
+  std::size_t at = 0;
+  auto take = [&](std::uint32_t& v) {
+    if (at >= encoded.size()) return false;
+    v = encoded[at++];
+    return true;
+  };
+  auto take64 = [&](std::uint64_t& v) {
+    std::uint32_t lo = 0;
+    std::uint32_t hi = 0;
+    if (!take(lo) || !take(hi)) return false;
+    v = (std::uint64_t{hi} << 32) | lo;
+    return true;
+  };
+  auto bad = [](const std::string& why) {
+    return status{errc::invalid_argument, "shipped plan: " + why};
+  };
+  std::uint64_t version = 0;
+  std::uint32_t count = 0;
+  if (!take64(version) || !take(count)) return bad("cut short");
+  if (count != chains_.size())
+    return bad(std::to_string(count) + " chains, this job has " +
+               std::to_string(chains_.size()));
+  std::vector<std::shared_ptr<const key_group_table>> tables;
+  for (std::uint32_t c = 0; c < count; ++c) {
+    std::uint64_t table_version = 0;
+    std::uint32_t parallelism = 0;
+    std::uint32_t max_parallelism = 0;
+    std::uint32_t runs = 0;
+    if (!take64(table_version) || !take(parallelism) ||
+        !take(max_parallelism) || !take(runs) ||
+        max_parallelism > max_max_parallelism)
+      return bad("cut short");
+    std::vector<std::uint32_t> owners(max_parallelism, 0);
+    std::uint32_t next = 0;
+    for (std::uint32_t r = 0; r < runs; ++r) {
+      std::uint32_t start = 0;
+      std::uint32_t end = 0;
+      std::uint32_t owner = 0;
+      if (!take(start) || !take(end) || !take(owner)) return bad("cut short");
+      if (start != next || end <= start || end > max_parallelism)
+        return bad("the runs of chain " + std::to_string(c) +
+                   " do not cover its key groups in order");
+      for (key_group kg = start; kg < end; ++kg) owners[kg] = owner;
+      next = end;
+    }
+    if (next != max_parallelism)
+      return bad("the runs of chain " + std::to_string(c) +
+                 " do not cover its key groups");
+    auto table = key_group_table::from_owners(std::move(owners), parallelism,
+                                              table_version);
+    if (!table) return bad(table.error().message());
+    tables.push_back(
+        std::make_shared<const key_group_table>(std::move(*table)));
+  }
+  if (at != encoded.size()) return bad("bytes after the last table");
+  return with_tables(tables, version);
 }
 
 std::uint32_t execution_plan::channels_per_receiver(std::uint32_t edge) const {

@@ -1,5 +1,6 @@
 #include "stream/key_groups.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <utility>
@@ -26,6 +27,66 @@ status check_parallelism(std::uint32_t max_parallelism,
 }
 
 }  // namespace
+
+key_group_set::key_group_set(std::vector<key_group_range> runs) {
+  std::erase_if(runs, [](const key_group_range& r) { return r.empty(); });
+  std::sort(runs.begin(), runs.end(),
+            [](const key_group_range& a, const key_group_range& b) {
+              return a.start < b.start;
+            });
+  for (const key_group_range& run : runs) {
+    // Overlapping or touching the last run: extend it.
+    if (!runs_.empty() && run.start <= runs_.back().end) {
+      runs_.back().end = std::max(runs_.back().end, run.end);
+    } else {
+      runs_.push_back(run);
+    }
+  }
+}
+
+std::uint32_t key_group_set::size() const noexcept {
+  std::uint32_t n = 0;
+  for (const key_group_range& run : runs_) n += run.size();
+  return n;
+}
+
+bool key_group_set::contains(key_group kg) const noexcept {
+  return intersects(key_group_range{kg, kg + 1});
+}
+
+bool key_group_set::intersects(key_group_range range) const noexcept {
+  if (range.empty()) return false;
+  // The first run that ends after the range starts.
+  auto it = std::upper_bound(
+      runs_.begin(), runs_.end(), range.start,
+      [](key_group kg, const key_group_range& run) { return kg < run.end; });
+  return it != runs_.end() && it->start < range.end;
+}
+
+bool key_group_set::intersects(const key_group_set& other) const noexcept {
+  auto a = runs_.begin();
+  auto b = other.runs_.begin();
+  while (a != runs_.end() && b != other.runs_.end()) {
+    if (a->start < b->end && b->start < a->end) return true;
+    if (a->end <= b->end) {
+      ++a;
+    } else {
+      ++b;
+    }
+  }
+  return false;
+}
+
+std::string key_group_set::to_string() const {
+  if (runs_.empty()) return "none";
+  std::string out;
+  for (const key_group_range& run : runs_) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(run.start);
+    if (run.size() > 1) out += "-" + std::to_string(run.end - 1);
+  }
+  return out;
+}
 
 key_group_table::key_group_table(std::vector<std::uint16_t> owners,
                                  std::uint32_t parallelism,

@@ -58,6 +58,10 @@ status job_options::validate() const {
                         max_max_parallelism);
   if (parallelism < 1 || parallelism > max_parallelism)
     return out_of_range("parallelism", parallelism, 1, max_parallelism);
+  if (rescale_plan != "minimal" && rescale_plan != "ranges")
+    return status{errc::invalid_config,
+                  "--rescale-plan must be minimal or ranges, got '" +
+                      shown(rescale_plan) + "'"};
   if (batch_size < 1 || batch_size > 65536)
     return out_of_range("batch-size", batch_size, 1, 65536);
   if (channel_credits < 1 || channel_credits > 4096)

@@ -88,7 +88,7 @@ void keyed_backend::snapshot(checkpoint::pending_snapshot& out) {
   std::shared_ptr<kv_snapshot> snap = store_->snapshot();
   std::vector<std::string> names;
   for (const auto& slot : states_) names.push_back(slot.name);
-  out.deferred = [snap, dirty, names = std::move(names),
+  out.deferred = [snap, dirty, names = std::move(names), owned = out.owned,
                   prev = std::move(out.deferred)](
                      checkpoint::snapshot_builder& builder) {
     if (prev) prev(builder);
@@ -110,19 +110,29 @@ void keyed_backend::snapshot(checkpoint::pending_snapshot& out) {
         if (next->second) add(next->first, *next->second);
       }
     };
-    auto st = snap->scan("", "", [&](std::string_view k, std::string_view v) {
-      emit_dirty_below(k);
-      if (next != dirty->end() && next->first == k) {
-        if (next->second) add(k, *next->second);
+    // Only the owned key groups, as the memory backend: keys start with the
+    // key group (16 bits, big-endian), so each run is one key range.
+    for (const key_group_range& run : owned.runs()) {
+      std::string lo;
+      std::string hi;
+      append_prefix(lo, run.start, 0);
+      append_prefix(hi, run.end, 0);
+      // Cached changes below the run belong to key groups not owned.
+      for (; next != dirty->end() && std::string_view{next->first} < lo;)
         ++next;
-      } else {
-        add(k, v);
-      }
-      return true;
-    });
-    if (!st.ok()) throw state_error{"snapshot of keyed state: " + st.message()};
-    for (; next != dirty->end(); ++next) {
-      if (next->second) add(next->first, *next->second);
+      auto st = snap->scan(lo, hi, [&](std::string_view k, std::string_view v) {
+        emit_dirty_below(k);
+        if (next != dirty->end() && next->first == k) {
+          if (next->second) add(k, *next->second);
+          ++next;
+        } else {
+          add(k, v);
+        }
+        return true;
+      });
+      if (!st.ok())
+        throw state_error{"snapshot of keyed state: " + st.message()};
+      emit_dirty_below(hi);
     }
   };
 }

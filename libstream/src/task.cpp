@@ -120,9 +120,11 @@ status task::build(const job_graph& graph, const execution_plan& plan,
     stages_.push_back(tail.out_type->make_discard());
     next = stages_.back().get();
   }
+  owned_ = c.key_groups->owned_set(subtask);
   for (auto it = c.nodes.rbegin(); it != c.nodes.rend(); ++it) {
     const auto& n = graph.at(*it);
     stage_context ctx;
+    ctx.owned = owned_;
     ctx.job_name = options_.job_name;
     ctx.operator_name = plan.name_of(n.id);
     ctx.operator_id = n.id;
@@ -159,7 +161,6 @@ status task::build(const job_graph& graph, const execution_plan& plan,
   }
   // Sinks (built first) commit first; sources last.
   std::reverse(stateful_.begin(), stateful_.end());
-  owned_ = range_for_subtask(options_.max_parallelism, c.parallelism, subtask);
   const auto& head = graph.at(c.nodes.front());
   if (head.kind == job_graph::node_kind::source) {
     source_ = dynamic_cast<source_stage*>(next);

@@ -199,7 +199,7 @@ void make_unloadable(const fs::path& folder) {
     if (op.name != "readings") continue;
     for (auto& h : op.subtasks) {
       auto snap = checkpoint::read_state_file(folder.string(), h,
-                                              key_group_range{0, 32768});
+                                              key_group_set::of({0, 32768}));
       ASSERT_TRUE(snap.ok()) << snap.error().to_string();
       snap->operator_state = "\xff\xff\xff not a position";
       std::filesystem::remove(folder / h.file);

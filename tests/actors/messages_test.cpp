@@ -34,7 +34,8 @@ TEST_F(system_fixture, a_snapshot_ack_survives_serialization) {
   h.file = "op-7-5.state";
   h.bytes = 4096;
   h.crc32c = 0xDEADBEEF;
-  h.key_groups = key_group_range{16, 32};
+  // Runs, as a planned table gives them.
+  h.key_groups = key_group_set{{{16, 32}, {40, 41}, {100, 128}}};
   h.entries = 99;
   ack.handles = {h, h};
   ack.handles[1].file = "op-8-5.state";
@@ -59,8 +60,8 @@ TEST_F(system_fixture, a_snapshot_ack_survives_serialization) {
   EXPECT_EQ(got.handles[0].file, "op-7-5.state");
   EXPECT_EQ(got.handles[1].file, "op-8-5.state");
   EXPECT_EQ(got.handles[0].crc32c, 0xDEADBEEFU);
-  EXPECT_EQ(got.handles[0].key_groups.start, 16U);
-  EXPECT_EQ(got.handles[0].key_groups.end, 32U);
+  EXPECT_EQ(got.handles[0].key_groups, h.key_groups);
+  EXPECT_EQ(got.handles[0].key_groups.to_string(), "16-31,40,100-127");
   EXPECT_EQ(got.handles[0].entries, 99U);
   EXPECT_EQ(got.handles[0].bytes, 4096U);
 }
@@ -85,9 +86,10 @@ TEST_F(system_fixture, a_raw_batch_crosses_as_bytes) {
 
 TEST(protocol, the_signature_names_the_version_and_every_type) {
   auto sig = protocol_signature();
-  EXPECT_EQ(sig.rfind("stream-protocol/1 caf-", 0), 0U) << sig;
+  EXPECT_EQ(sig.rfind("stream-protocol/2 caf-", 0), 0U) << sig;
   for (const char* type : {"stream.u32s", "stream.bytes", "stream.snapshot_ack",
-                           "stream.state_handle", "stream.key_group_range"})
+                           "stream.state_handle", "stream.key_group_range",
+                           "stream.key_group_set"})
     EXPECT_NE(sig.find(type), std::string::npos) << type;
 }
 

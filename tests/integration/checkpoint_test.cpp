@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <regex>
 #include <string>
@@ -355,6 +356,124 @@ TEST_P(checkpoint_process_test, a_second_run_on_the_job_folder_is_refused) {
   // The first run went on undisturbed.
   EXPECT_EQ(first.wait(60s), 0) << first.err();
   expect_exact_output();
+}
+
+TEST_P(checkpoint_process_test, rescales_its_keyed_operators_by_restore) {
+  // The windows and the keyed process function go 2 -> 3 -> 1 -> 3 -> 4,
+  // each step stopped with a savepoint and restored from it; sources and
+  // sinks keep parallelism 2. The planner moves the fewest key groups, so
+  // from 3 on the tables are no longer contiguous ranges.
+  auto at = [](int p) {
+    return std::vector<std::string>{
+        "--parallelism-of", "windows=" + std::to_string(p), "--parallelism-of",
+        "totals=" + std::to_string(p)};
+  };
+  // Key groups that change owner, of 128, from the planner (computed by
+  // key_group_planner_test): 2 -> 3: 42, 3 -> 1: 85, 1 -> 3: 85, 3 -> 4: 32.
+  struct step {
+    int from;
+    int to;
+    int moved;
+  };
+  const std::vector<step> steps{{2, 3, 42}, {3, 1, 85}, {1, 3, 85}, {3, 4, 32}};
+  auto first = at(2);
+  first.insert(first.end(), {"--rate", "20000", "--stop-after", "500ms"});
+  auto err = run_to_end(first);
+  for (const step& s : steps) {
+    SCOPED_TRACE(std::to_string(s.from) + " -> " + std::to_string(s.to));
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(err, m, std::regex{"last savepoint: (\\S+)"}))
+        << err;
+    const std::string savepoint = m[1];
+    auto extra = at(s.to);
+    extra.insert(extra.end(), {"--restore", savepoint});
+    const bool last = s.to == 4;
+    if (!last)
+      extra.insert(extra.end(), {"--rate", "20000", "--stop-after", "500ms"});
+    err = run_to_end(extra);
+    for (const char* op : {"windows", "totals"}) {
+      EXPECT_NE(
+          err.find("'" + std::string{op} + "' rescaled from " +
+                   std::to_string(s.from) + " to " + std::to_string(s.to) +
+                   " subtasks: " + std::to_string(s.moved) +
+                   " of 128 key groups change owner (--rescale-plan "
+                   "minimal"),
+          std::string::npos)
+          << err;
+    }
+    if (!last) {
+      ASSERT_LT(committed_lines(output()).size(),
+                exactly_once_expected(readings, sensors).size())
+          << "the step stopped before the end of input";
+    }
+  }
+  expect_exact_output();
+}
+
+TEST_P(checkpoint_process_test, bad_operator_parallelism_exits_2) {
+  struct bad {
+    std::vector<std::string> flags;
+    std::string says;
+  };
+  for (const bad& b :
+       {bad{{"--parallelism-of", "nosuch=2"},
+            "--parallelism-of names 'nosuch', which is not an operator of "
+            "this job (its operators: readings, faults, timestamps, windows"},
+        bad{{"--parallelism-of", "windows=200"},
+            "--parallelism-of windows=200: must be in 1..--max-parallelism "
+            "(128)"},
+        bad{{"--parallelism-of", "windows=0"},
+            "invalid value '0' for --parallelism-of windows"},
+        bad{{"--parallelism-of", "windows"}, "expected NAME=N"},
+        bad{{"--parallelism-of", "windows=2", "--parallelism-of", "windows=3"},
+            "--parallelism-of names 'windows' twice"}}) {
+    child_process job{command(b.flags)};
+    EXPECT_EQ(job.wait(30s), 2) << job.err();
+    EXPECT_NE(job.err().find(b.says), std::string::npos) << job.err();
+  }
+}
+
+TEST_P(checkpoint_process_test, a_format_1_savepoint_restores) {
+  // Written by the version before key groups became sets (state files
+  // version 1, metadata format 1); see tests/fixtures/v1_savepoint.
+  const fs::path fixture =
+      fs::path{STREAM_SOURCE_DIR} / "tests/fixtures/v1_savepoint";
+  fs::copy(fixture / "checkpoints", checkpoints(), fs::copy_options::recursive);
+  fs::copy(fixture / "out", output(), fs::copy_options::recursive);
+  const std::string savepoint = job_root() + "/sp-6";
+  auto meta = nlohmann::json::parse(std::ifstream{savepoint + "/_metadata"},
+                                    nullptr, false);
+  ASSERT_EQ(meta.value("format", 0), 1) << "the fixture is not format 1";
+  // The fixture's job: 4000 readings of 6 sensors at parallelism 2.
+  std::vector<std::string> argv{examples + "/exactly_once",
+                                "--job-name",
+                                "eo",
+                                "--readings",
+                                "4000",
+                                "--sensors",
+                                "6",
+                                "--output",
+                                output(),
+                                "--parallelism",
+                                "2",
+                                "--checkpoint-dir",
+                                checkpoints(),
+                                "--state-backend",
+                                GetParam(),
+                                "--state-dir",
+                                dir_ + "/state",
+                                "--metrics-address",
+                                "",
+                                "--restore",
+                                savepoint};
+  child_process job{argv};
+  EXPECT_EQ(job.wait(60s), 0) << job.err();
+  EXPECT_NE(job.err().find("restoring savepoint 6 from"), std::string::npos)
+      << job.err();
+  auto expected = exactly_once_expected(4000, 6);
+  auto actual = committed_lines(output());
+  EXPECT_EQ(actual.size(), expected.size());
+  EXPECT_TRUE(actual == expected) << line_diff(expected, actual);
 }
 
 TEST_P(checkpoint_process_test, injected_failures_recover_exactly_once) {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <regex>
 #include <string>
@@ -147,6 +148,7 @@ TEST_F(cluster_stop_test, workers_with_other_job_options_are_refused) {
       {"--readings", "1000"},
       {"--rate", "1000"},
       {"--parallelism", "2"},
+      {"--parallelism-of", "windows=2"},
       {"--job-name", "other"},
       {"--checkpoint-dir", c_->dir() + "/elsewhere"}};
   std::vector<std::unique_ptr<child_process>> refused;
@@ -273,6 +275,98 @@ TEST_F(cluster_stop_test, sigterm_ends_a_coordinator_in_every_state) {
       w->wait(20s);
     }
   }
+}
+
+TEST_F(cluster_stop_test, a_rescaled_restore_ships_the_planned_tables) {
+  // At parallelism 3, stopped with a savepoint; restored with the windows
+  // and the keyed process function at 4. The coordinator plans the tables
+  // (the fewest key groups move, so subtask 3 gets the tails of the three
+  // old ranges) and ships them to the workers, which route by them.
+  const auto job = job_options_for_test();
+  std::string savepoint;
+  {
+    auto coordinator = c_->start_coordinator(job);
+    auto workers = start_workers(job, 3);
+    ASSERT_TRUE(c_->wait_for_checkpoints(2, 30s)) << coordinator->err();
+    coordinator->signal(SIGTERM);
+    ASSERT_EQ(coordinator->wait(60s), 0) << coordinator->err();
+    for (auto& w : workers) EXPECT_EQ(w->wait(20s), 0) << w->err();
+    std::smatch m;
+    const std::string err = coordinator->err();
+    ASSERT_TRUE(std::regex_search(err, m, std::regex{"last savepoint: (\\S+)"}))
+        << err;
+    savepoint = m[1];
+  }
+  auto job4 = job;
+  job4.insert(job4.end(), {"--parallelism-of", "windows=4", "--parallelism-of",
+                           "totals=4"});
+  auto coordinator = c_->start_coordinator(job4, {"--restore", savepoint});
+  // Four slots: subtask 3 of the keyed operators needs one of its own.
+  std::vector<std::unique_ptr<child_process>> workers;
+  for (const char* id : {"w1", "w2"})
+    workers.push_back(c_->start_worker(id, job4, 2));
+  ASSERT_TRUE(coordinator->wait_for_err("records flowing", 30s))
+      << coordinator->err();
+  EXPECT_NE(coordinator->err().find("'windows' rescaled from 3 to 4 subtasks: "
+                                    "32 of 128 key groups change owner"),
+            std::string::npos)
+      << coordinator->err();
+  // The REST answer and streamctl show the planned table.
+  auto state = nlohmann::json::parse(
+      stream::testing::http_get(c_->rest_url() + "/api/v1/job"));
+  EXPECT_EQ(state["plan_version"], 2);
+  bool seen = false;
+  for (const auto& op : state["key_groups"]) {
+    if (op["operator"] != "windows") continue;
+    seen = true;
+    EXPECT_EQ(op["table_version"], 2);
+    ASSERT_EQ(op["subtasks"].size(), 4u);
+    EXPECT_EQ(op["subtasks"][3]["key_groups"], "32-42,75-85,118-127");
+    EXPECT_EQ(op["subtasks"][3]["runs"],
+              nlohmann::json::parse("[[32, 42], [75, 85], [118, 127]]"));
+    EXPECT_EQ(op["subtasks"][0]["key_groups"], "0-31");
+  }
+  EXPECT_TRUE(seen) << state.dump(2);
+  std::string out;
+  std::string err;
+  ASSERT_EQ(stream::testing::run_command(
+                {STREAMCTL_PATH, "--server", c_->rest_url(), "keygroups"}, &out,
+                &err),
+            0)
+      << err;
+  EXPECT_TRUE(std::regex_search(
+      out, std::regex{"windows +v2 +3 +32-42,75-85,118-127 +32 "}))
+      << out;
+  ASSERT_EQ(coordinator->wait(90s), 0) << coordinator->err();
+  for (auto& w : workers) EXPECT_EQ(w->wait(20s), 0) << w->err();
+  expect_exact_output();
+}
+
+TEST_F(cluster_stop_test,
+       recovery_with_another_max_parallelism_is_refused_naming_both) {
+  const auto job = job_options_for_test();
+  {
+    auto coordinator = c_->start_coordinator(job);
+    auto workers = start_workers(job, 3);
+    ASSERT_TRUE(c_->wait_for_checkpoints(2, 30s)) << coordinator->err();
+    coordinator->signal(SIGKILL);
+    for (auto& w : workers) w->signal(SIGKILL);
+    coordinator->wait(10s);
+  }
+  // Restarted on its own with 64 key groups, it would misplace every key
+  // group of the checkpoint's 128: refused before anything is deployed.
+  auto job64 = job;
+  job64.insert(job64.end(), {"--max-parallelism", "64"});
+  auto restarted = c_->start_coordinator(job64);
+  EXPECT_EQ(restarted->wait(30s), 2) << restarted->err();
+  EXPECT_NE(restarted->err().find("cannot recover job 'eo': checkpoint '" +
+                                  c_->checkpoints() + "/eo/chk-"),
+            std::string::npos)
+      << restarted->err();
+  EXPECT_NE(restarted->err().find("was taken with 128 key groups "
+                                  "(--max-parallelism), this job has 64"),
+            std::string::npos)
+      << restarted->err();
 }
 
 TEST_F(cluster_stop_test, a_second_coordinator_on_the_job_folder_is_refused) {

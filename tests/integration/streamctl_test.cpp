@@ -35,8 +35,10 @@ constexpr const char* job_json = R"({
      "chain": "window -> format", "parallelism": 3, "keyed": true}],
   "tasks": [{"chain": "readings", "subtask": 0, "worker": "w-1",
              "state": "running"}],
-  "key_groups": [{"operator": "window", "parallelism": 3, "ranges": [
-    {"subtask": 0, "first": 0, "last": 42, "worker": "w-1"}]}]})";
+  "key_groups": [{"operator": "window", "parallelism": 3, "table_version": 2,
+    "subtasks": [{"subtask": 0, "key_groups": "0-40,100,120-121",
+                  "runs": [[0, 40], [100, 100], [120, 121]], "count": 44,
+                  "worker": "w-1"}]}]})";
 
 constexpr const char* checkpoints_json = R"({
   "counts": {"completed": 5, "failed": 1, "in_progress": 0},
@@ -167,13 +169,14 @@ TEST_F(streamctl, operators_lists_every_operator_with_its_parallelism) {
       (cells{"2", "window", "operator", "3", "yes", "window", "->", "format"}));
 }
 
-TEST_F(streamctl, keygroups_lists_each_subtask_range_with_its_size) {
+TEST_F(streamctl, keygroups_lists_each_subtask_runs_with_the_table_version) {
   const outcome o = run({"keygroups"});
   ASSERT_EQ(o.code, 0) << o.err;
   EXPECT_EQ(row_with(o.out, "OPERATOR"),
-            (cells{"OPERATOR", "SUBTASK", "KEY", "GROUPS", "COUNT", "WORKER"}));
+            (cells{"OPERATOR", "TABLE", "SUBTASK", "KEY", "GROUPS", "COUNT",
+                   "WORKER"}));
   EXPECT_EQ(row_with(o.out, "window"),
-            (cells{"window", "0", "0..42", "43", "w-1"}));
+            (cells{"window", "v2", "0", "0-40,100,120-121", "44", "w-1"}));
 }
 
 TEST_F(streamctl, checkpoints_prints_the_counts_and_the_history) {

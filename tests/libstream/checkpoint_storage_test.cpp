@@ -34,6 +34,8 @@ namespace fs = std::filesystem;
 using namespace std::string_literals;
 using stream::errc;
 using stream::key_group_range;
+using stream::key_group_set;
+
 using stream::checkpoint::crc32c;
 using stream::checkpoint::entry_reader;
 using stream::checkpoint::entry_writer;
@@ -45,6 +47,11 @@ using stream::checkpoint::snapshot_kind;
 using stream::checkpoint::state_handle;
 using stream::checkpoint::storage;
 using stream::checkpoint::verify;
+
+/// The key groups [start, end) as a set.
+key_group_set kgs(std::uint32_t start, std::uint32_t end) {
+  return key_group_set::of({start, end});
+}
 
 constexpr std::uint32_t max_parallelism = 128;
 const std::string job = "wordcount";
@@ -320,10 +327,10 @@ TEST(checkpoint_state_file, round_trips_a_snapshot_without_keyed_state) {
   operator_snapshot written;
   written.operator_id = 3;
   written.operator_state = "offsets";
-  auto handle = write_state_file(dir.path(), written, {0, 128});
+  auto handle = write_state_file(dir.path(), written, kgs(0, 128));
   ASSERT_TRUE(handle.ok()) << handle.error().to_string();
   EXPECT_EQ(handle->entries, 0u);
-  auto read = read_state_file(dir.path(), *handle, {0, 128});
+  auto read = read_state_file(dir.path(), *handle, kgs(0, 128));
   ASSERT_TRUE(read.ok()) << read.error().to_string();
   EXPECT_TRUE(read->state_names.empty());
   EXPECT_TRUE(read->key_groups.empty());
@@ -332,9 +339,9 @@ TEST(checkpoint_state_file, round_trips_a_snapshot_without_keyed_state) {
 
 TEST(checkpoint_state_file, returns_only_the_wanted_key_groups) {
   temp_dir dir;
-  auto handle = write_state_file(dir.path(), make_snapshot(0), {0, 64});
+  auto handle = write_state_file(dir.path(), make_snapshot(0), kgs(0, 64));
   ASSERT_TRUE(handle.ok()) << handle.error().to_string();
-  auto read = read_state_file(dir.path(), *handle, {10, 20});
+  auto read = read_state_file(dir.path(), *handle, kgs(10, 20));
   ASSERT_TRUE(read.ok()) << read.error().to_string();
   std::vector<stream::key_group> groups;
   for (const auto& section : read->key_groups) groups.push_back(section.group);
@@ -342,7 +349,7 @@ TEST(checkpoint_state_file, returns_only_the_wanted_key_groups) {
   EXPECT_EQ(read->key_groups[0].bytes, make_section(12).bytes);
   EXPECT_EQ(read->operator_state, "OPSTATE-0");
 
-  auto none = read_state_file(dir.path(), *handle, {100, 128});
+  auto none = read_state_file(dir.path(), *handle, kgs(100, 128));
   ASSERT_TRUE(none.ok()) << none.error().to_string();
   EXPECT_TRUE(none->key_groups.empty());
 }
@@ -382,9 +389,38 @@ TEST(checkpoint_state_file, rescale_reads_a_subrange_from_two_files) {
   }
 }
 
+TEST(checkpoint_state_file, round_trips_the_runs_of_a_planned_table) {
+  temp_dir dir;
+  // Subtask 0 owns key groups 0-2, 40 and 90-99 after a planned rescale.
+  const key_group_set owned{{{0, 3}, {40, 41}, {90, 100}}};
+  operator_snapshot written;
+  written.operator_id = 7;
+  written.subtask = 0;
+  written.state_names = {"counts"};
+  for (stream::key_group kg : {0u, 2u, 40u, 95u}) {
+    written.key_groups.push_back(make_section(kg));
+  }
+  auto handle = write_state_file(dir.path(), written, owned);
+  ASSERT_TRUE(handle.ok()) << handle.error().to_string();
+  EXPECT_EQ(handle->key_groups, owned);
+  // A new owner of 1-40 reads 2 and 40 from it.
+  auto read = read_state_file(dir.path(), *handle, kgs(1, 41));
+  ASSERT_TRUE(read.ok()) << read.error().to_string();
+  ASSERT_EQ(read->key_groups.size(), 2u);
+  EXPECT_EQ(read->key_groups[0].group, 2u);
+  EXPECT_EQ(read->key_groups[1].group, 40u);
+  // Key group 3 lies between the runs: not this subtask's.
+  written.key_groups.insert(written.key_groups.begin() + 2, make_section(3));
+  auto outside = write_state_file(dir.path(), written, owned);
+  ASSERT_FALSE(outside.ok());
+  EXPECT_TRUE(contains(outside.error().message(),
+                       "key group 3 is outside its key groups 0-2,40,90-99"))
+      << outside.error().message();
+}
+
 TEST(checkpoint_state_file, refuses_key_groups_outside_the_owned_range) {
   temp_dir dir;
-  auto outside = write_state_file(dir.path(), make_snapshot(1), {0, 64});
+  auto outside = write_state_file(dir.path(), make_snapshot(1), kgs(0, 64));
   ASSERT_FALSE(outside.ok());
   EXPECT_EQ(outside.error().code(), errc::invalid_argument);
   EXPECT_TRUE(contains(outside.error().message(), "key group 64"))
@@ -392,7 +428,7 @@ TEST(checkpoint_state_file, refuses_key_groups_outside_the_owned_range) {
 
   operator_snapshot unordered = make_snapshot(0);
   std::swap(unordered.key_groups[0], unordered.key_groups[1]);
-  auto swapped = write_state_file(dir.path(), unordered, {0, 64});
+  auto swapped = write_state_file(dir.path(), unordered, kgs(0, 64));
   ASSERT_FALSE(swapped.ok());
   EXPECT_EQ(swapped.error().code(), errc::invalid_argument);
   EXPECT_FALSE(fs::exists(dir.sub("op-7-0.state")));
@@ -400,11 +436,11 @@ TEST(checkpoint_state_file, refuses_key_groups_outside_the_owned_range) {
 
 TEST(checkpoint_state_file, truncated_file_is_detected) {
   temp_dir dir;
-  auto handle = write_state_file(dir.path(), make_snapshot(0), {0, 64});
+  auto handle = write_state_file(dir.path(), make_snapshot(0), kgs(0, 64));
   ASSERT_TRUE(handle.ok()) << handle.error().to_string();
   const std::string path = dir.sub(handle->file);
   fs::resize_file(path, handle->bytes - 10);
-  auto read = read_state_file(dir.path(), *handle, {0, 64});
+  auto read = read_state_file(dir.path(), *handle, kgs(0, 64));
   ASSERT_FALSE(read.ok());
   EXPECT_EQ(read.error().code(), errc::malformed_data);
   EXPECT_EQ(read.error().message(),
@@ -415,11 +451,11 @@ TEST(checkpoint_state_file, truncated_file_is_detected) {
 
 TEST(checkpoint_state_file, flipped_byte_fails_the_whole_file_checksum) {
   temp_dir dir;
-  auto handle = write_state_file(dir.path(), make_snapshot(0), {0, 64});
+  auto handle = write_state_file(dir.path(), make_snapshot(0), kgs(0, 64));
   ASSERT_TRUE(handle.ok()) << handle.error().to_string();
   const std::string path = dir.sub(handle->file);
   flip_byte_at(path, "value-12001");
-  auto read = read_state_file(dir.path(), *handle, {0, 64});
+  auto read = read_state_file(dir.path(), *handle, kgs(0, 64));
   ASSERT_FALSE(read.ok());
   EXPECT_EQ(read.error().code(), errc::malformed_data);
   EXPECT_TRUE(contains(read.error().message(), "'" + path + "'"));
@@ -429,7 +465,7 @@ TEST(checkpoint_state_file, flipped_byte_fails_the_whole_file_checksum) {
 
 TEST(checkpoint_state_file, flipped_byte_fails_the_section_checksum) {
   temp_dir dir;
-  auto handle = write_state_file(dir.path(), make_snapshot(0), {0, 64});
+  auto handle = write_state_file(dir.path(), make_snapshot(0), kgs(0, 64));
   ASSERT_TRUE(handle.ok()) << handle.error().to_string();
   const std::string path = dir.sub(handle->file);
   flip_byte_at(path, "value-12001");
@@ -437,26 +473,26 @@ TEST(checkpoint_state_file, flipped_byte_fails_the_section_checksum) {
   // left to notice.
   state_handle forged = *handle;
   forged.crc32c = crc32c(read_text(path));
-  auto read = read_state_file(dir.path(), forged, {0, 64});
+  auto read = read_state_file(dir.path(), forged, kgs(0, 64));
   ASSERT_FALSE(read.ok());
   EXPECT_EQ(read.error().code(), errc::malformed_data);
   EXPECT_EQ(read.error().message(),
             "checkpoint state file '" + path +
                 "' is malformed: key group 12: checksum mismatch");
   // Sections outside the wanted range are not checked, nor returned.
-  auto others = read_state_file(dir.path(), forged, {13, 64});
+  auto others = read_state_file(dir.path(), forged, kgs(13, 64));
   EXPECT_TRUE(others.ok()) << others.error().to_string();
 }
 
 TEST(checkpoint_state_file, flipped_header_byte_fails_the_header_checksum) {
   temp_dir dir;
-  auto handle = write_state_file(dir.path(), make_snapshot(0), {0, 64});
+  auto handle = write_state_file(dir.path(), make_snapshot(0), kgs(0, 64));
   ASSERT_TRUE(handle.ok()) << handle.error().to_string();
   const std::string path = dir.sub(handle->file);
   flip_byte_at(path, "OPSTATE");
   state_handle forged = *handle;
   forged.crc32c = crc32c(read_text(path));
-  auto read = read_state_file(dir.path(), forged, {0, 64});
+  auto read = read_state_file(dir.path(), forged, kgs(0, 64));
   ASSERT_FALSE(read.ok());
   EXPECT_EQ(read.error().code(), errc::malformed_data);
   EXPECT_TRUE(contains(read.error().message(), "header checksum mismatch"))
@@ -465,11 +501,11 @@ TEST(checkpoint_state_file, flipped_header_byte_fails_the_header_checksum) {
 
 TEST(checkpoint_state_file, handle_of_another_subtask_is_refused) {
   temp_dir dir;
-  auto handle = write_state_file(dir.path(), make_snapshot(0), {0, 64});
+  auto handle = write_state_file(dir.path(), make_snapshot(0), kgs(0, 64));
   ASSERT_TRUE(handle.ok()) << handle.error().to_string();
   state_handle other = *handle;
   other.subtask = 1;
-  auto read = read_state_file(dir.path(), other, {0, 128});
+  auto read = read_state_file(dir.path(), other, kgs(0, 128));
   ASSERT_FALSE(read.ok());
   EXPECT_EQ(read.error().code(), errc::malformed_data);
   EXPECT_TRUE(contains(read.error().message(),
@@ -482,7 +518,7 @@ TEST(checkpoint_state_file, missing_file_is_not_found) {
   temp_dir dir;
   state_handle handle;
   handle.file = "op-1-0.state";
-  auto read = read_state_file(dir.path(), handle, {0, 128});
+  auto read = read_state_file(dir.path(), handle, kgs(0, 128));
   ASSERT_FALSE(read.ok());
   EXPECT_EQ(read.error().code(), errc::not_found);
   EXPECT_TRUE(contains(read.error().message(), dir.sub("op-1-0.state")));
@@ -514,7 +550,7 @@ TEST(checkpoint_state_file, hundred_megabytes_write_and_read_back) {
     snapshot.key_groups.push_back(std::move(section));
   }
   const auto write_start = std::chrono::steady_clock::now();
-  auto handle = write_state_file(dir.path(), snapshot, {0, max_parallelism});
+  auto handle = write_state_file(dir.path(), snapshot, kgs(0, max_parallelism));
   const auto write_end = std::chrono::steady_clock::now();
   ASSERT_TRUE(handle.ok()) << handle.error().to_string();
   EXPECT_GE(handle->bytes, written);
@@ -525,7 +561,7 @@ TEST(checkpoint_state_file, hundred_megabytes_write_and_read_back) {
   const auto read_start = std::chrono::steady_clock::now();
   const stream::status verified = verify(dir.path(), meta);
   const auto verify_end = std::chrono::steady_clock::now();
-  auto read = read_state_file(dir.path(), *handle, {0, max_parallelism});
+  auto read = read_state_file(dir.path(), *handle, kgs(0, max_parallelism));
   const auto read_end = std::chrono::steady_clock::now();
   ASSERT_TRUE(verified.ok()) << verified.to_string();
   ASSERT_TRUE(read.ok()) << read.error().to_string();
@@ -672,12 +708,90 @@ TEST(checkpoint_metadata, newer_format_is_refused) {
   write_checkpoint(dir.path(), 1);
   const std::string path = dir.sub("_metadata");
   write_text(path,
-             replace_once(read_text(path), "\"format\": 1", "\"format\": 2"));
+             replace_once(read_text(path), "\"format\": 2", "\"format\": 3"));
   auto read = read_metadata(dir.path());
   ASSERT_FALSE(read.ok());
   EXPECT_EQ(read.error().code(), errc::malformed_data);
   EXPECT_TRUE(contains(read.error().message(), "written by a newer version"))
       << read.error().message();
+}
+
+TEST(checkpoint_metadata, format_1_key_group_ranges_are_still_read) {
+  temp_dir dir;
+  write_checkpoint(dir.path(), 1);
+  rewrite_metadata(dir.path(), [](nlohmann::json& object) {
+    object["format"] = 1;
+    object["operators"][0]["subtasks"][0]["key_groups"] = {0, 64};
+    object["operators"][0]["subtasks"][1]["key_groups"] = {64, 128};
+  });
+  auto read = read_metadata(dir.path());
+  ASSERT_TRUE(read.ok()) << read.error().to_string();
+  EXPECT_EQ(read->format, 1u);
+  EXPECT_EQ(read->operators[0].subtasks[0].key_groups, kgs(0, 64));
+  EXPECT_EQ(read->operators[0].subtasks[1].key_groups, kgs(64, 128));
+  // Format 1 with runs, or format 2 with a bare range, is malformed.
+  rewrite_metadata(dir.path(), [](nlohmann::json& object) {
+    object["operators"][0]["subtasks"][0]["key_groups"] = {{0, 64}};
+  });
+  EXPECT_FALSE(read_metadata(dir.path()).ok());
+  write_checkpoint(dir.path(), 1);
+  rewrite_metadata(dir.path(), [](nlohmann::json& object) {
+    object["operators"][0]["subtasks"][0]["key_groups"] = {0, 64};
+  });
+  EXPECT_FALSE(read_metadata(dir.path()).ok());
+}
+
+TEST(checkpoint_metadata, damaged_key_group_runs_are_refused_naming_them) {
+  struct damage {
+    nlohmann::json subtask0;
+    nlohmann::json subtask1;
+    std::string says;
+  };
+  const std::vector<damage> damages{
+      {{{0, 64}}, {{60, 128}}, "subtasks 0 and 1 both own key group 60"},
+      {{{0, 64}},
+       {{64, 200}},
+       "subtask 1 owns key group 199, beyond the max "
+       "parallelism 128"},
+      {{{10, 64}, {0, 5}},
+       {{64, 128}},
+       "field 'operators[0].subtasks[0].key_groups' is not a list of "
+       "ascending, separate [start, end] runs"},
+      {{{0, 32}, {32, 64}}, {{64, 128}}, "is not a list of ascending"},
+      {{{5, 5}}, {{64, 128}}, "is not a list of ascending"}};
+  for (const damage& d : damages) {
+    SCOPED_TRACE(d.says);
+    temp_dir dir;
+    write_checkpoint(dir.path(), 1);
+    rewrite_metadata(dir.path(), [&](nlohmann::json& object) {
+      object["operators"][0]["subtasks"][0]["key_groups"] = d.subtask0;
+      object["operators"][0]["subtasks"][1]["key_groups"] = d.subtask1;
+    });
+    auto read = read_metadata(dir.path());
+    ASSERT_FALSE(read.ok());
+    EXPECT_EQ(read.error().code(), errc::malformed_data);
+    EXPECT_TRUE(contains(read.error().message(), d.says))
+        << read.error().message();
+  }
+}
+
+TEST(checkpoint_storage, latest_falls_back_past_damaged_key_group_runs) {
+  temp_dir dir;
+  const storage store{dir.path(), "", job};
+  add_checkpoint(store, 1);
+  const std::string damaged = add_checkpoint(store, 2);
+  rewrite_metadata(damaged, [](nlohmann::json& object) {
+    object["operators"][0]["subtasks"][1]["key_groups"] = {{0, 128}};
+  });
+  std::vector<std::string> skipped;
+  auto latest = store.latest(fingerprint, skipped);
+  ASSERT_TRUE(latest.ok()) << latest.error().to_string();
+  EXPECT_EQ(latest->meta.id, 1);
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_TRUE(contains(skipped[0], "skipped checkpoint 2 (" + damaged + ")"))
+      << skipped[0];
+  EXPECT_TRUE(contains(skipped[0], "subtasks 0 and 1 both own key group 0"))
+      << skipped[0];
 }
 
 TEST(checkpoint_metadata, verify_detects_a_missing_or_damaged_state_file) {

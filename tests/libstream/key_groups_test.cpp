@@ -437,3 +437,66 @@ TEST(key_group_assigner, equals_the_modulo_for_every_max_parallelism) {
 
 }  // namespace
 }  // namespace stream
+
+namespace {
+
+using stream::key_group_set;
+
+TEST(key_group_set, normalizes_runs_to_ascending_separate_ones) {
+  const key_group_set set{{{40, 50}, {0, 3}, {3, 5}, {45, 60}, {7, 7}}};
+  ASSERT_EQ(set.runs().size(), 2u);
+  EXPECT_EQ(set.runs()[0], (key_group_range{0, 5}));
+  EXPECT_EQ(set.runs()[1], (key_group_range{40, 60}));
+  EXPECT_EQ(set.size(), 25u);
+  EXPECT_EQ(set.to_string(), "0-4,40-59");
+  EXPECT_EQ(set, (key_group_set{{{0, 5}, {40, 60}}}));
+  EXPECT_EQ(key_group_set{}.to_string(), "none");
+  EXPECT_TRUE((key_group_set{key_group_range{3, 3}}.empty()));
+  EXPECT_EQ(key_group_set::of({5, 6}).to_string(), "5");
+}
+
+TEST(key_group_set, answers_membership_and_overlap_like_a_bitmap) {
+  std::mt19937 random{8};
+  for (int round = 0; round < 200; ++round) {
+    std::vector<bool> in_a(64), in_b(64);
+    std::vector<key_group_range> runs_a, runs_b;
+    for (int i = 0; i < 4; ++i) {
+      std::uint32_t s = random() % 64, e = s + random() % 8;
+      e = std::min(e, 64u);
+      runs_a.push_back({s, e});
+      for (auto kg = s; kg < e; ++kg) in_a[kg] = true;
+      s = random() % 64;
+      e = std::min(s + static_cast<std::uint32_t>(random() % 8), 64u);
+      runs_b.push_back({s, e});
+      for (auto kg = s; kg < e; ++kg) in_b[kg] = true;
+    }
+    const key_group_set a{runs_a};
+    const key_group_set b{runs_b};
+    bool overlap = false;
+    std::uint32_t count = 0;
+    for (key_group kg = 0; kg < 64; ++kg) {
+      EXPECT_EQ(a.contains(kg), in_a[kg]) << a.to_string() << " " << kg;
+      overlap = overlap || (in_a[kg] && in_b[kg]);
+      count += in_a[kg] ? 1 : 0;
+    }
+    EXPECT_EQ(a.size(), count);
+    EXPECT_EQ(a.intersects(b), overlap)
+        << a.to_string() << " / " << b.to_string();
+    EXPECT_EQ(b.intersects(a), overlap);
+    std::vector<key_group> visited;
+    a.for_each([&](key_group kg) { visited.push_back(kg); });
+    EXPECT_EQ(visited.size(), count);
+    EXPECT_TRUE(std::is_sorted(visited.begin(), visited.end()));
+  }
+}
+
+TEST(key_group_set, a_tables_sets_partition_its_key_groups) {
+  auto table =
+      key_group_table::from_owners({0, 0, 1, 2, 1, 1, 0, 2}, 3, 4).value();
+  EXPECT_EQ(table.owned_set(0).to_string(), "0-1,6");
+  EXPECT_EQ(table.owned_set(1).to_string(), "2,4-5");
+  EXPECT_EQ(table.owned_set(2).to_string(), "3,7");
+  EXPECT_FALSE(table.owned_set(0).intersects(table.owned_set(1)));
+}
+
+}  // namespace

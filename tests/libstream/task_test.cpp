@@ -330,6 +330,52 @@ struct keyed_task_fixture {
   std::unique_ptr<task> under_test;
 };
 
+TEST(task, a_keyed_operator_flags_records_of_key_groups_it_does_not_own) {
+  // Subtask 0 of a reduce at parallelism 2 over 8 key groups owns 0-3; the
+  // batch below is pushed to it directly, as a router with another table
+  // would, so the records of key groups 4-7 are not its own.
+  job_options options;
+  options.batch_size = 4;
+  options.channel_credits = 4;
+  options.max_parallelism = 8;
+  options.metrics_address.clear();
+  environment env{options};
+  env.from_generator([](std::uint64_t i) { return static_cast<int>(i); })
+      .parallelism(2)
+      .key_by([](const int& x) { return x; })
+      .reduce([](const int& a, const int& b) { return a + b; })
+      .parallelism(2)
+      .rebalance()
+      .collect();
+  auto plan = execution_plan::build(env.graph(), options);
+  ASSERT_TRUE(plan.ok()) << plan.error().to_string();
+  metrics_registry registry;
+  fake_transport io;
+  auto t = task::create(env.graph(), *plan, plan->chain_of(1), 0, registry,
+                        options, io);
+  ASSERT_TRUE(t.ok()) << t.error().to_string();
+  ASSERT_TRUE((*t)->open().ok());
+  (*t)->start(std::chrono::steady_clock::now());
+  (*t)->on_credit(0, 4);
+  std::uint64_t foreign = 0;
+  for (int k = 0; k < 40; ++k) {
+    if (assign_key_group(hash_key(k), 8) >= 4) ++foreign;
+  }
+  ASSERT_GT(foreign, 0u);
+  ASSERT_LT(foreign, 40u);
+#ifdef NDEBUG
+  // Release builds count them.
+  (*t)->on_batch(0, ints(0, 40));
+  auto& counted = registry.get_counter(
+      "stream_foreign_key_group_records_total", "",
+      {{"job", "job"}, {"operator", "reduce"}, {"subtask", "0"}});
+  EXPECT_EQ(counted.raw(), foreign);
+#else
+  // Debug builds fail the task, naming the key group and the owner.
+  EXPECT_THROW((*t)->on_batch(0, ints(0, 40)), std::logic_error);
+#endif
+}
+
 TEST(task, snapshots_once_when_the_barrier_aligned_then_releases_input) {
   keyed_task_fixture f;
   ASSERT_TRUE(f.under_test->has_state());

@@ -400,19 +400,16 @@ void print_job(const json& job, std::ostream& out) {
 
 void print_key_groups(const json& job, std::ostream& out) {
   table t{{{"OPERATOR"},
+           {"TABLE", true},
            {"SUBTASK", true},
            {"KEY GROUPS"},
            {"COUNT", true},
            {"WORKER"}}};
   for (const auto& op : array_of(job, "key_groups")) {
-    for (const auto& r : array_of(op, "ranges")) {
-      const auto first = number_of(r, "first");
-      const auto last = number_of(r, "last");
-      const std::string count =
-          first && last ? fixed(*last - *first + 1, 0) : "-";
-      t.add({text_of(op, "operator"), text_of(r, "subtask"),
-             text_of(r, "first") + ".." + text_of(r, "last"), count,
-             text_of(r, "worker")});
+    for (const auto& s : array_of(op, "subtasks")) {
+      t.add({text_of(op, "operator"), "v" + text_of(op, "table_version"),
+             text_of(s, "subtask"), text_of(s, "key_groups"),
+             text_of(s, "count"), text_of(s, "worker")});
     }
   }
   t.print(out);

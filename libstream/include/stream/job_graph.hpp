@@ -153,6 +153,14 @@ class execution_plan {
     /// Graph edges leaving the chain: the side outputs of its nodes, in node
     /// order, then the main outputs of the tail.
     std::vector<std::uint32_t> out_edges;
+    /// Which key groups each subtask owns: the table every hash edge into
+    /// the chain routes by, shared with the chain upstream when only
+    /// forward edges lead in. Contiguous ranges until a rescale plans
+    /// another. Never null in a built plan.
+    std::shared_ptr<const key_group_table> key_groups;
+    /// The chain whose table this one uses: its own id, or that of the
+    /// chain upstream when only forward edges lead in.
+    std::uint32_t table_root = 0;
   };
 
   struct resolved_edge {
@@ -180,6 +188,34 @@ class execution_plan {
   static result<execution_plan> build(const job_graph& graph,
                                       const job_options& options,
                                       bool chaining = true);
+
+  /// The same plan with other key-group tables, as version `version` (an
+  /// epoch: a job's plans are numbered 1, 2, ... as tables change).
+  /// `tables[c]` replaces chain c's table when c is a table root and it is
+  /// not null; chains that share a root's table follow it. Chains, edges,
+  /// parallelism and channels are unchanged. Fails with
+  /// `errc::invalid_argument` for a table whose parallelism or max
+  /// parallelism is not the chain's, or a count other than one per chain.
+  result<execution_plan> with_tables(
+      const std::vector<std::shared_ptr<const key_group_table>>& tables,
+      std::uint64_t version) const;
+
+  /// The plan's version and every chain's key-group table as numbers, for
+  /// the coordinator to ship with each deployment; `with_encoded_tables`
+  /// reads them back. Per chain: table version (two halves), parallelism,
+  /// max parallelism, run count, then start, end and owner of each run.
+  std::vector<std::uint32_t> encode_tables() const;
+
+  /// This plan with the version and tables of `encoded` (from
+  /// `encode_tables` of a plan of the same job): what a worker runs,
+  /// never tables of its own making. Fails with `errc::invalid_argument`
+  /// when `encoded` is cut short, names other chains, or holds a table that
+  /// does not fit a chain.
+  result<execution_plan> with_encoded_tables(
+      const std::vector<std::uint32_t>& encoded) const;
+
+  /// The plan's version: 1 when built, then the caller's.
+  std::uint64_t version() const noexcept { return version_; }
 
   const std::vector<chain>& chains() const noexcept { return chains_; }
   const resolved_edge& edge(std::uint32_t id) const { return edges_.at(id); }
@@ -212,6 +248,15 @@ class execution_plan {
                                std::uint32_t to_subtask) const;
 
  private:
+  /// Gives every chain its key-group table (see `chain::key_groups`) and
+  /// every hash edge the table of the chain it leads to.
+  status assign_key_groups(std::uint32_t max_parallelism);
+  /// Points every chain that shares its root's table, and every hash edge,
+  /// at the table of its chain's root.
+  void link_tables();
+
+  std::uint64_t version_ = 1;
+
   std::vector<chain> chains_;
   std::vector<resolved_edge> edges_;
   std::vector<std::uint32_t> chain_of_;

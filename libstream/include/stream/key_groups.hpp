@@ -172,6 +172,63 @@ struct key_group_range {
                                    const key_group_range&) = default;
 };
 
+/// A set of key groups held as its maximal runs: what one subtask of a
+/// keyed operator owns under a key-group table. The runs are ascending,
+/// non-empty and non-adjacent, so equal sets have equal runs. A value type;
+/// thread-safe for concurrent reads.
+class key_group_set {
+ public:
+  /// The empty set.
+  key_group_set() = default;
+
+  /// The key groups of `runs`, which may be empty, overlap, touch or come in
+  /// any order.
+  explicit key_group_set(std::vector<key_group_range> runs);
+
+  /// The key groups of one range; empty for an empty range. Implicit: a
+  /// range is a set.
+  key_group_set(key_group_range range)  // NOLINT(google-explicit-constructor)
+      : key_group_set(std::vector<key_group_range>{range}) {}
+
+  /// The key groups of one range, spelled out.
+  static key_group_set of(key_group_range range) { return {range}; }
+
+  /// The maximal runs, ascending and non-adjacent.
+  const std::vector<key_group_range>& runs() const noexcept { return runs_; }
+
+  /// True when the set holds no key group.
+  bool empty() const noexcept { return runs_.empty(); }
+
+  /// Number of key groups in the set.
+  std::uint32_t size() const noexcept;
+
+  /// True when `kg` is in the set; O(log runs).
+  bool contains(key_group kg) const noexcept;
+
+  /// True when some key group of `range` is in the set; O(log runs).
+  bool intersects(key_group_range range) const noexcept;
+
+  /// True when the two sets share a key group; O(runs of both).
+  bool intersects(const key_group_set& other) const noexcept;
+
+  /// Calls `fn(kg)` for every key group, ascending.
+  template <class Fn>
+  void for_each(Fn&& fn) const {
+    for (const key_group_range& run : runs_) {
+      for (key_group kg = run.start; kg < run.end; ++kg) fn(kg);
+    }
+  }
+
+  /// Renders the runs with inclusive bounds, e.g. "0-63,70,72-80"; "none"
+  /// when empty. For logs, REST answers and messages.
+  std::string to_string() const;
+
+  friend bool operator==(const key_group_set&, const key_group_set&) = default;
+
+ private:
+  std::vector<key_group_range> runs_;
+};
+
 /// Returns the contiguous key groups of `subtask` out of `parallelism`:
 /// [ceil(i*M/p), ceil((i+1)*M/p)), the same groups as Flink's
 /// `KeyGroupRangeAssignment.computeKeyGroupRangeForOperatorIndex`.
@@ -364,6 +421,12 @@ class key_group_table {
   /// Returns the maximal contiguous runs of key groups owned by `subtask`,
   /// ascending and non-adjacent. Requires subtask < parallelism() (asserted).
   std::vector<key_group_range> ranges_of(std::uint32_t subtask) const;
+
+  /// Returns the key groups owned by `subtask` as a set. Requires subtask <
+  /// parallelism() (asserted).
+  key_group_set owned_set(std::uint32_t subtask) const {
+    return key_group_set{ranges_of(subtask)};
+  }
 
   /// Renders the table compactly with inclusive bounds, run by run in key
   /// group order, e.g. "v1 [0-63]->0 [64-127]->1"; a run of one key group is

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "stream/status.hpp"
@@ -16,6 +17,11 @@ struct job_options {
   std::string job_name = "job";
   /// Default parallelism of operators that do not set their own.
   std::uint32_t parallelism = 1;
+  /// Parallelism of single operators, by name (`--parallelism-of NAME=N`,
+  /// repeatable): over the operator's own and the default. A name that is
+  /// not an operator of the job, or a value above `max_parallelism`, is a
+  /// plan error (`errc::invalid_config`).
+  std::map<std::string, std::uint32_t> operator_parallelism;
   /// Number of key groups, the upper bound of any keyed parallelism
   /// (1..32768).
   std::uint32_t max_parallelism = 128;
@@ -87,6 +93,11 @@ struct job_options {
   /// time is at the end, so windows of records read later are dropped as
   /// late; a warning says so. Off: such a restore is refused.
   bool restore_final = false;
+  /// How a restore at another parallelism lays out the key groups of a
+  /// keyed operator: "minimal" (the fewest move, balanced to one key group)
+  /// or "ranges" (contiguous ranges, as Flink). At the same parallelism the
+  /// checkpoint's table is kept either way.
+  std::string rescale_plan = "minimal";
 
   /// What happens when a task fails: "none" (the job fails), "fixed-delay",
   /// "exponential" (backoff) or "failure-rate"; "auto" is "exponential" when

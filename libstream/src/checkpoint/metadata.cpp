@@ -2,9 +2,13 @@
 // checkpoint, and the checks run on it before a restore. The JSON layout is
 // specified in FORMAT.md beside this file; keep the two in step.
 
+#include <algorithm>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "io.hpp"
 #include "stream/checkpoint/storage.hpp"
@@ -46,6 +50,49 @@ std::string dump(const json& value, int indent = -1) {
   return value.dump(indent, ' ', false, json::error_handler_t::replace);
 }
 
+// Format 2: [[start, end], ...], the runs, ascending and non-adjacent.
+json runs_to_json(const key_group_set& set) {
+  json runs = json::array();
+  for (const key_group_range& run : set.runs()) {
+    runs.push_back(json::array({run.start, run.end}));
+  }
+  return runs;
+}
+
+// A [start, end) pair of key groups within the largest max parallelism.
+std::optional<key_group_range> range_from_json(const json& pair) {
+  if (!pair.is_array() || pair.size() != 2 || !pair[0].is_number_unsigned() ||
+      !pair[1].is_number_unsigned() ||
+      pair[0].get<std::uint64_t>() > pair[1].get<std::uint64_t>() ||
+      pair[1].get<std::uint64_t>() > max_max_parallelism) {
+    return std::nullopt;
+  }
+  return key_group_range{pair[0].get<std::uint32_t>(),
+                         pair[1].get<std::uint32_t>()};
+}
+
+// Format 1 holds one [start, end] range; format 2 the runs, which must be
+// ascending, non-empty and non-adjacent (as written), so that a damaged
+// list is not silently merged into another set.
+std::optional<key_group_set> key_groups_from_json(const json& value,
+                                                  std::uint32_t format) {
+  if (format < 2) {
+    const auto range = range_from_json(value);
+    if (!range) return std::nullopt;
+    return key_group_set::of(*range);
+  }
+  if (!value.is_array()) return std::nullopt;
+  std::vector<key_group_range> runs;
+  for (const json& pair : value) {
+    const auto run = range_from_json(pair);
+    if (!run || run->empty() ||
+        (!runs.empty() && run->start <= runs.back().end))
+      return std::nullopt;
+    runs.push_back(*run);
+  }
+  return key_group_set{std::move(runs)};
+}
+
 json to_json(const metadata& meta) {
   json operators = json::array();
   for (const metadata::operator_entry& op : meta.operators) {
@@ -55,16 +102,17 @@ json to_json(const metadata& meta) {
                           {"file", handle.file},
                           {"bytes", handle.bytes},
                           {"crc32c", handle.crc32c},
-                          {"key_groups", json::array({handle.key_groups.start,
-                                                      handle.key_groups.end})},
+                          {"key_groups", runs_to_json(handle.key_groups)},
                           {"entries", handle.entries}});
     }
     operators.push_back({{"id", op.id},
                          {"name", op.name},
                          {"parallelism", op.parallelism},
+                         {"table_version", op.table_version},
                          {"subtasks", std::move(subtasks)}});
   }
   return {{"format", meta.format},
+          {"plan_version", meta.plan_version},
           {"job", meta.job},
           {"fingerprint", meta.fingerprint},
           {"id", meta.id},
@@ -138,7 +186,8 @@ bool is_plain_file_name(const std::string& name) {
 }
 
 state_handle read_handle(field_reader& fields, const json& object,
-                         const std::string& where, std::uint32_t operator_id) {
+                         const std::string& where, std::uint32_t operator_id,
+                         std::uint32_t format) {
   state_handle handle;
   handle.operator_id = operator_id;
   handle.subtask = fields.get<std::uint32_t>(object, where, "subtask");
@@ -146,20 +195,53 @@ state_handle read_handle(field_reader& fields, const json& object,
   handle.bytes = fields.get<std::uint64_t>(object, where, "bytes");
   handle.crc32c = fields.get<std::uint32_t>(object, where, "crc32c");
   handle.entries = fields.get<std::uint64_t>(object, where, "entries");
-  const json range = fields.get<json>(object, where, "key_groups");
-  if (range.size() == 2 && range[0].is_number_unsigned() &&
-      range[1].is_number_unsigned() &&
-      range[0].get<std::uint64_t>() <= range[1].get<std::uint64_t>() &&
-      range[1].get<std::uint64_t>() <= max_max_parallelism) {
-    handle.key_groups = {range[0].get<std::uint32_t>(),
-                         range[1].get<std::uint32_t>()};
+  const json groups = fields.get<json>(object, where, "key_groups");
+  if (auto set = key_groups_from_json(groups, format)) {
+    handle.key_groups = std::move(*set);
   } else {
-    fields.problem("field '" + where + ".key_groups' is not [start, end]");
+    fields.problem("field '" + where + ".key_groups' is not " +
+                   (format < 2 ? "[start, end]"
+                               : "a list of ascending, separate [start, end] "
+                                 "runs"));
   }
   if (!is_plain_file_name(handle.file)) {
     fields.problem("field '" + where + ".file' is not a file name");
   }
   return handle;
+}
+
+// The subtasks of one operator own disjoint key groups below the max
+// parallelism: a restore reads each key group from the one file that owns
+// it, so an overlap would load state twice and a key group past M would
+// belong to no subtask.
+void check_ownership(field_reader& fields, const metadata::operator_entry& op,
+                     const std::string& where, std::uint32_t max_parallelism) {
+  std::vector<std::pair<key_group_range, std::uint32_t>> runs;
+  for (const state_handle& handle : op.subtasks) {
+    for (const key_group_range& run : handle.key_groups.runs()) {
+      runs.emplace_back(run, handle.subtask);
+    }
+  }
+  std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) {
+    return a.first.start < b.first.start;
+  });
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const auto& [run, subtask] = runs[i];
+    if (run.end > max_parallelism) {
+      fields.problem(
+          "field '" + where + "': subtask " + std::to_string(subtask) +
+          " owns key group " + std::to_string(run.end - 1) +
+          ", beyond the max parallelism " + std::to_string(max_parallelism));
+      return;
+    }
+    if (i > 0 && run.start < runs[i - 1].first.end) {
+      fields.problem("field '" + where + "': subtasks " +
+                     std::to_string(runs[i - 1].second) + " and " +
+                     std::to_string(subtask) + " both own key group " +
+                     std::to_string(run.start));
+      return;
+    }
+  }
 }
 
 metadata from_json(field_reader& fields, const json& object) {
@@ -181,6 +263,8 @@ metadata from_json(field_reader& fields, const json& object) {
   meta.max_parallelism =
       fields.get<std::uint32_t>(object, "", "max_parallelism");
   meta.final = fields.get<bool>(object, "", "final");
+  if (object.contains("plan_version"))
+    meta.plan_version = fields.get<std::uint64_t>(object, "", "plan_version");
   // Written since the drain became explicit; older metadata lacks it.
   if (object.contains("drained"))
     meta.drained = fields.get<bool>(object, "", "drained");
@@ -198,6 +282,9 @@ metadata from_json(field_reader& fields, const json& object) {
     op.name = fields.get<std::string>(operators[i], where, "name");
     op.parallelism =
         fields.get<std::uint32_t>(operators[i], where, "parallelism");
+    if (operators[i].contains("table_version"))
+      op.table_version =
+          fields.get<std::uint64_t>(operators[i], where, "table_version");
     const json subtasks = fields.get<json>(operators[i], where, "subtasks");
     for (std::size_t j = 0; j < subtasks.size(); ++j) {
       const std::string at = where + ".subtasks[" + std::to_string(j) + "]";
@@ -205,8 +292,10 @@ metadata from_json(field_reader& fields, const json& object) {
         fields.problem("field '" + at + "' is not an object");
         break;
       }
-      op.subtasks.push_back(read_handle(fields, subtasks[j], at, op.id));
+      op.subtasks.push_back(
+          read_handle(fields, subtasks[j], at, op.id, meta.format));
     }
+    check_ownership(fields, op, where, meta.max_parallelism);
     meta.operators.push_back(std::move(op));
   }
   return meta;
@@ -297,7 +386,7 @@ result<metadata> read_metadata(const std::string& folder) {
   if (!fields.problem().empty()) {
     return malformed("is malformed: " + fields.problem());
   }
-  if (meta.format != metadata::current_format) {
+  if (meta.format < 1 || meta.format > metadata::current_format) {
     return malformed("has unknown format " + std::to_string(meta.format));
   }
   return meta;

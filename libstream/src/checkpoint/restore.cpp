@@ -4,30 +4,26 @@ namespace stream::checkpoint {
 
 result<std::shared_ptr<const restored_state>> load_operator_state(
     const restore_point& point, std::uint32_t operator_id,
-    std::uint32_t subtask, std::uint32_t parallelism, key_group_range owned) {
+    std::uint32_t subtask, std::uint32_t parallelism,
+    const key_group_set& owned) {
   const auto* op = point.meta.find(operator_id);
   if (op == nullptr) return std::shared_ptr<const restored_state>{};
   auto out = std::make_shared<restored_state>();
   out->checkpoint_id = point.meta.id;
   out->operator_id = operator_id;
+  out->rescaled = op->parallelism != parallelism;
   for (const auto& h : op->subtasks) {
-    bool own_index = h.subtask == subtask;
-    bool overlaps = h.key_groups.start < owned.end &&
-                    owned.start < h.key_groups.end && h.entries > 0;
-    if (!own_index && !overlaps) continue;
+    const bool own_index = h.subtask == subtask;
+    const bool overlaps = h.entries > 0 && h.key_groups.intersects(owned);
+    // After a rescale every old file is read for its operator state.
+    if (!own_index && !overlaps && !out->rescaled) continue;
     auto snap = read_state_file(point.folder, h, owned);
     if (!snap) return snap.error();
-    if (own_index && op->parallelism == parallelism) {
+    if (out->rescaled) {
+      out->rescaled_operator_states.push_back(std::move(snap->operator_state));
+    } else if (own_index) {
       out->operator_state = std::move(snap->operator_state);
       out->has_operator_state = true;
-    } else if (own_index && !snap->operator_state.empty()) {
-      return status{errc::invalid_config,
-                    "operator '" + op->name + "' ran with parallelism " +
-                        std::to_string(op->parallelism) + " in checkpoint " +
-                        std::to_string(point.meta.id) +
-                        " and has non-keyed state; it must run with the "
-                        "same parallelism (now " +
-                        std::to_string(parallelism) + ")"};
     }
     out->parts.push_back(std::move(*snap));
   }

@@ -21,7 +21,8 @@ static_assert(std::endian::native == std::endian::little,
 
 constexpr std::string_view state_magic = "STRMST01";
 constexpr std::string_view state_end_magic = "STRMEND1";
-constexpr std::uint32_t state_version = 1;
+// Version 2 holds the owned key groups as runs; version 1 as one range.
+constexpr std::uint32_t state_version = 2;
 // u64 index offset, u32 header crc, u32 index crc, end magic.
 constexpr std::size_t footer_bytes = 8 + 4 + 4 + 8;
 // u32 key group, u64 offset, u64 length, u64 entries, u32 crc.
@@ -142,13 +143,8 @@ std::string state_file_name(std::uint32_t operator_id, std::uint32_t subtask) {
          ".state";
 }
 
-std::string range_text(key_group_range range) {
-  return "[" + std::to_string(range.start) + ", " + std::to_string(range.end) +
-         ")";
-}
-
 status check_sections(const operator_snapshot& snapshot,
-                      key_group_range owned) {
+                      const key_group_set& owned) {
   const std::string who = "operator " + std::to_string(snapshot.operator_id) +
                           " subtask " + std::to_string(snapshot.subtask);
   std::optional<key_group> previous;
@@ -156,7 +152,7 @@ status check_sections(const operator_snapshot& snapshot,
     if (!owned.contains(section.group)) {
       return {errc::invalid_argument,
               who + ": key group " + std::to_string(section.group) +
-                  " is outside its key groups " + range_text(owned)};
+                  " is outside its key groups " + owned.to_string()};
     }
     if (previous && section.group <= *previous) {
       return {errc::invalid_argument,
@@ -170,13 +166,16 @@ status check_sections(const operator_snapshot& snapshot,
 }
 
 std::string encode_header(const operator_snapshot& snapshot,
-                          key_group_range owned) {
+                          const key_group_set& owned) {
   std::string header{state_magic};
   put_u32(header, state_version);
   put_u32(header, snapshot.operator_id);
   put_u32(header, snapshot.subtask);
-  put_u32(header, owned.start);
-  put_u32(header, owned.end);
+  put_u32(header, static_cast<std::uint32_t>(owned.runs().size()));
+  for (const key_group_range& run : owned.runs()) {
+    put_u32(header, run.start);
+    put_u32(header, run.end);
+  }
   put_u32(header, static_cast<std::uint32_t>(snapshot.state_names.size()));
   for (const std::string& name : snapshot.state_names) {
     put_u32(header, static_cast<std::uint32_t>(name.size()));
@@ -191,7 +190,7 @@ std::string encode_header(const operator_snapshot& snapshot,
 
 result<state_handle> write_state_file(const std::string& folder,
                                       const operator_snapshot& snapshot,
-                                      key_group_range owned) {
+                                      const key_group_set& owned) {
   if (status checked = check_sections(snapshot, owned); !checked.ok()) {
     return checked;
   }
@@ -297,28 +296,42 @@ status parse_header(const std::string& path, byte_reader& in,
                     const state_handle& handle, operator_snapshot& out) {
   std::string_view magic;
   std::uint32_t version = 0;
-  key_group_range range;
   std::uint32_t names = 0;
   if (!in.get(magic, state_magic.size()) || magic != state_magic) {
     return malformed_state(
         path, "it does not start with " + std::string{state_magic});
   }
-  if (!in.get(version) || version != state_version) {
+  if (!in.get(version) || version < 1 || version > state_version) {
     return malformed_state(path, "unknown version " + std::to_string(version));
   }
-  if (!in.get(out.operator_id) || !in.get(out.subtask) ||
-      !in.get(range.start) || !in.get(range.end) || !in.get(names)) {
+  if (!in.get(out.operator_id) || !in.get(out.subtask)) {
     return malformed_state(path, "the header is cut short");
   }
+  // Version 1: one range. Version 2: a count, then the runs.
+  std::uint32_t run_count = 1;
+  if (version >= 2 && !in.get(run_count)) {
+    return malformed_state(path, "the header is cut short");
+  }
+  // No reserve(run_count): the count is untrusted until the runs are read.
+  std::vector<key_group_range> runs;
+  for (std::uint32_t i = 0; i < run_count; ++i) {
+    key_group_range run;
+    if (!in.get(run.start) || !in.get(run.end)) {
+      return malformed_state(path, "the header is cut short");
+    }
+    runs.push_back(run);
+  }
+  if (!in.get(names)) return malformed_state(path, "the header is cut short");
+  const key_group_set owned{std::move(runs)};
   if (out.operator_id != handle.operator_id || out.subtask != handle.subtask ||
-      range != handle.key_groups) {
+      owned != handle.key_groups) {
     return malformed_state(
         path, "it holds operator " + std::to_string(out.operator_id) +
                   " subtask " + std::to_string(out.subtask) + " key groups " +
-                  range_text(range) + ", the metadata says operator " +
+                  owned.to_string() + ", the metadata says operator " +
                   std::to_string(handle.operator_id) + " subtask " +
                   std::to_string(handle.subtask) + " key groups " +
-                  range_text(handle.key_groups));
+                  handle.key_groups.to_string());
   }
   // No reserve(names): the count is untrusted until the loop has read them.
   for (std::uint32_t i = 0; i < names; ++i) {
@@ -344,7 +357,7 @@ status parse_header(const std::string& path, byte_reader& in,
 result<operator_snapshot> parse_state_file(const std::string& path,
                                            std::string_view bytes,
                                            const state_handle& handle,
-                                           key_group_range wanted) {
+                                           const key_group_set& wanted) {
   if (bytes.size() < state_magic.size() + footer_bytes) {
     return malformed_state(path, "it is too short to be a state file");
   }
@@ -426,7 +439,7 @@ result<operator_snapshot> parse_state_file(const std::string& path,
 
 result<operator_snapshot> read_state_file(const std::string& folder,
                                           const state_handle& handle,
-                                          key_group_range wanted) {
+                                          const key_group_set& wanted) {
   const std::string path = folder + "/" + handle.file;
   std::string bytes;
   if (status loaded = load_checked(path, handle, &bytes); !loaded.ok()) {

@@ -89,7 +89,7 @@ class snapshot_builder {
 /// phase.
 struct pending_snapshot {
   std::uint32_t operator_id = 0;
-  key_group_range owned;
+  key_group_set owned;
   std::unique_ptr<snapshot_builder> data;
   /// Runs on the background writer before the file is written (may be
   /// empty): adds what the synchronous phase deferred.
@@ -103,8 +103,17 @@ struct restored_state {
   std::uint32_t operator_id = 0;
   /// The files read, each with only the key groups this instance owns now.
   std::vector<operator_snapshot> parts;
+  /// This subtask's own operator state, when the parallelism is unchanged.
   std::string operator_state;
   bool has_operator_state = false;
+  /// Set when the operator ran with another parallelism in the checkpoint:
+  /// then `operator_state` is empty and this holds the operator state of
+  /// every old subtask, in subtask order, for the operator to merge (a
+  /// window operator takes the lowest watermark). Only operators whose
+  /// non-keyed state can be merged may change parallelism; the job refuses
+  /// the others (sources, sinks) at start-up.
+  bool rescaled = false;
+  std::vector<std::string> rescaled_operator_states;
 
   /// Calls fn(state name, key group, key bytes, value bytes) per entry.
   /// Errors: `errc::malformed_data` for a broken section.
@@ -155,12 +164,13 @@ namespace stream::checkpoint {
 /// Reads what operator instance `subtask` of `operator_id`, now running
 /// with `parallelism` and owning `owned`, restores from `point`: the key
 /// groups of `owned` from every file that holds some, and the operator
-/// state of the same subtask. Null when the checkpoint has no state for
-/// the operator. Errors: those of `read_state_file`, and
-/// `errc::invalid_config` when an operator with non-keyed state (a source,
-/// a sink) ran with another parallelism.
+/// state of the same subtask, or, when the operator ran with another
+/// parallelism, the operator states of all its old subtasks (see
+/// `restored_state::rescaled`). Null when the checkpoint has no state for
+/// the operator. Errors: those of `read_state_file`.
 result<std::shared_ptr<const restored_state>> load_operator_state(
     const restore_point& point, std::uint32_t operator_id,
-    std::uint32_t subtask, std::uint32_t parallelism, key_group_range owned);
+    std::uint32_t subtask, std::uint32_t parallelism,
+    const key_group_set& owned);
 
 }  // namespace stream::checkpoint

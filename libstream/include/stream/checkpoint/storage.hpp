@@ -93,7 +93,7 @@ struct state_handle {
   std::uint64_t bytes = 0;
   std::uint32_t crc32c = 0;  ///< Of the whole file.
   /// The key groups the instance owned; the file holds no others.
-  key_group_range key_groups;
+  key_group_set key_groups;
   std::uint64_t entries = 0;  ///< Keyed entries in the file.
 };
 
@@ -104,7 +104,7 @@ struct state_handle {
 /// file.
 result<state_handle> write_state_file(const std::string& folder,
                                       const operator_snapshot& snapshot,
-                                      key_group_range owned);
+                                      const key_group_set& owned);
 
 /// Reads the state file of `handle` in `folder`, checking its size and
 /// checksums against the handle first, and returns the key groups that lie
@@ -115,7 +115,7 @@ result<state_handle> write_state_file(const std::string& folder,
 /// is wrong).
 result<operator_snapshot> read_state_file(const std::string& folder,
                                           const state_handle& handle,
-                                          key_group_range wanted);
+                                          const key_group_set& wanted);
 
 /// What a checkpoint or savepoint is.
 enum class snapshot_kind : std::uint8_t { checkpoint, savepoint };
@@ -123,7 +123,8 @@ enum class snapshot_kind : std::uint8_t { checkpoint, savepoint };
 /// The `_metadata` of a checkpoint: what was taken, of which job, and where
 /// every operator instance's state is.
 struct metadata {
-  static constexpr std::uint32_t current_format = 1;
+  /// 2: key groups as runs; 1 (still read): one range per subtask.
+  static constexpr std::uint32_t current_format = 2;
   std::uint32_t format = current_format;
   std::string job;
   /// Identifies the topology (operators, ids, edges): a checkpoint of
@@ -142,11 +143,18 @@ struct metadata {
   /// rest of the input as late.
   bool drained = false;
 
+  /// The version of the job's plan the checkpoint was taken with (format
+  /// 2; 1 when absent).
+  std::uint64_t plan_version = 1;
+
   struct operator_entry {
     std::uint32_t id = 0;
     std::string name;
     std::uint32_t parallelism = 1;
     std::vector<state_handle> subtasks;  ///< Ordered by subtask.
+    /// The version of the key-group table the subtasks owned their key
+    /// groups by (format 2; 1 when absent).
+    std::uint64_t table_version = 1;
   };
   std::vector<operator_entry> operators;
 

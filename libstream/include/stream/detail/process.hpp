@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,9 +54,24 @@ class keyed_operator : public emitting_stage<In, Out> {
       : emitting_stage<In, Out>(ctx, next),
         stage_ctx_(ctx),
         assign_(ctx.max_parallelism),
+        owned_mask_(ctx.max_parallelism, ctx.owned ? 0 : 1),
         sides_(ctx),
         key_fn_(std::move(key_fn)),
-        timestamps_(std::move(timestamps)) {}
+        timestamps_(std::move(timestamps)) {
+    if (ctx.owned)
+      ctx.owned->for_each([&](key_group kg) {
+        if (kg < owned_mask_.size()) owned_mask_[kg] = 1;
+      });
+    if (ctx.metrics != nullptr) {
+      foreign_ = &ctx.metrics->get_counter(
+          "stream_foreign_key_group_records_total",
+          "Records of a key group the subtask does not own: routed by "
+          "another table (a bug; debug builds fail the task instead).",
+          {{"job", ctx.job_name},
+           {"operator", ctx.operator_name},
+           {"subtask", std::to_string(ctx.subtask)}});
+    }
+  }
 
   bool stateful() const override { return true; }
 
@@ -84,10 +100,35 @@ class keyed_operator : public emitting_stage<In, Out> {
 
   /// The key: a reference when the key function returns one (no copy).
   decltype(auto) key_of(const In& r) const { return std::invoke(key_fn_, r); }
-  key_group group_of(const K& key) const { return assign_(hash_key(key)); }
+  key_group group_of(const K& key) const {
+    const key_group kg = assign_(hash_key(key));
+    // One byte of a mask of M bytes, and a branch that is never taken.
+    if (owned_mask_[kg] == 0) [[unlikely]]
+      on_foreign_group(kg);
+    return kg;
+  }
+
+  /// A record of a key group this subtask does not own: a routing bug
+  /// (two tables in play). Its state would be lost at the next rescale.
+  void on_foreign_group(key_group kg) const {
+#ifndef NDEBUG
+    throw std::logic_error(
+        "operator '" + stage_ctx_.operator_name + "' subtask " +
+        std::to_string(stage_ctx_.subtask) +
+        " received a record of key group " + std::to_string(kg) +
+        ", which it does not own (it owns " +
+        (stage_ctx_.owned ? stage_ctx_.owned->to_string() : "all") + ")");
+#else
+    (void)kg;
+    if (foreign_ != nullptr) foreign_->add(1);
+#endif
+  }
 
   runtime::stage_context stage_ctx_;
   key_group_assigner assign_;
+  /// 1 for each key group this subtask owns, indexed by key group.
+  std::vector<std::uint8_t> owned_mask_;
+  counter* foreign_ = nullptr;
   side_output_set sides_;
   KeyFn key_fn_;
   std::shared_ptr<const timestamp_fn<In>> timestamps_;

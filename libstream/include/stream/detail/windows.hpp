@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -249,6 +250,27 @@ class window_stage_base : public keyed_operator<In, Out, K, KeyFn> {
     // checkpoint count as fired (a late record fires them again).
     if (in.has_operator_state)
       return checkpoint::decode_all(in.operator_state, watermark_);
+    if (in.rescaled) return restore_rescaled_watermark(in);
+    return {};
+  }
+
+  /// After a change of parallelism a subtask owns key groups of several old
+  /// subtasks: it starts from the lowest of their watermarks, so that no
+  /// window that one of them had not fired yet is lost (its state is
+  /// restored and fires when the watermark passes it again). Windows that
+  /// fired were purged with their state, so they fire again only for a
+  /// record that would have been late before. At an aligned checkpoint
+  /// every subtask has seen the same watermarks, so the lowest is also the
+  /// one they all had.
+  status restore_rescaled_watermark(const checkpoint::restored_state& in) {
+    std::optional<std::int64_t> lowest;
+    for (const std::string& state : in.rescaled_operator_states) {
+      if (state.empty()) continue;
+      std::int64_t w = runtime::min_watermark;
+      if (auto st = checkpoint::decode_all(state, w); !st.ok()) return st;
+      lowest = lowest ? std::min(*lowest, w) : w;
+    }
+    if (lowest) watermark_ = *lowest;
     return {};
   }
 

@@ -4,11 +4,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "stream/key_groups.hpp"
 #include "stream/runtime/batch.hpp"
 #include "stream/status.hpp"
 
@@ -53,6 +55,9 @@ struct stage_context {
   std::uint32_t attempt = 0;  ///< Deployment attempt: 1 after a restart, ...
   std::uint32_t parallelism = 1;
   std::uint32_t max_parallelism = 128;
+  /// The key groups this subtask owns under its chain's table; none (in
+  /// tests that build stages by hand) means every key group.
+  std::optional<key_group_set> owned;
   std::uint32_t batch_size = 1024;
   counter* records_in = nullptr;   ///< Never null once the task is built.
   counter* records_out = nullptr;  ///< Never null once the task is built.

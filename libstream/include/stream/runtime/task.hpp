@@ -199,7 +199,7 @@ class task final : public output_gate {
     std::uint32_t operator_id;
   };
   std::vector<stateful_stage> stateful_;
-  key_group_range owned_;
+  key_group_set owned_;
   bool eoi_sent_ = false;
   bool closed_ = false;
   bool opened_ = false;

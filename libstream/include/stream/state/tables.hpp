@@ -76,8 +76,8 @@ class table_base {
   /// snapshotted by the backend instead (`collect_dirty` plus a database
   /// snapshot), so they keep this no-op.
   virtual void snapshot_to(checkpoint::snapshot_builder& /*out*/,
-                           std::uint32_t /*state*/, key_group_range /*owned*/) {
-  }
+                           std::uint32_t /*state*/,
+                           const key_group_set& /*owned*/) {}
 
   /// Restore: adds one entry encoded as in a checkpoint (key: codec of the
   /// key then of the namespace; value: codec of the value).
@@ -208,14 +208,15 @@ class memory_table final : public table<K, N, V> {
   }
 
   void snapshot_to(checkpoint::snapshot_builder& out, std::uint32_t state,
-                   key_group_range owned) override {
-    for (auto kg = owned.start; kg < owned.end && kg < groups_.size(); ++kg) {
+                   const key_group_set& owned) override {
+    owned.for_each([&](key_group kg) {
+      if (kg >= groups_.size()) return;
       for (const auto& m : groups_[kg]) {
         m.map.for_each([&](const K& k, const V& v) {
           out.add_entry(state, kg, k, m.ns, v);
         });
       }
-    }
+    });
   }
 
   status load(key_group kg, std::string_view key,

@@ -1,0 +1,44 @@
+#pragma once
+
+// The plan a job runs with when it restores a checkpoint: the checkpoint's
+// key-group tables where the parallelism is unchanged, and planned ones
+// where it changed.
+
+#include <string>
+
+#include "stream/checkpoint/storage.hpp"
+#include "stream/job_graph.hpp"
+#include "stream/status.hpp"
+
+namespace stream {
+
+/// How a restore at another parallelism lays out the key groups of a keyed
+/// operator (`--rescale-plan`).
+enum class rescale_plan {
+  /// The fewest key groups move, every subtask gets floor or ceil of M/p
+  /// (`plan_balanced_table`); the table is no longer contiguous ranges.
+  minimal,
+  /// Contiguous ranges, as Flink does: about half of all key groups move on
+  /// every step.
+  ranges,
+};
+
+/// Parses "minimal" or "ranges"; `errc::invalid_config` naming the value
+/// otherwise.
+result<rescale_plan> parse_rescale_plan(const std::string& text);
+
+/// Returns `plan` with the key-group tables of `meta`: each chain that owns
+/// a table (a table root) and has an operator in the checkpoint keeps the
+/// checkpoint's table, with its version, when its parallelism is the one
+/// the checkpoint was taken with, and otherwise gets the table `policy`
+/// plans from it, one version up. Chains without state in the checkpoint
+/// keep theirs. The plan's version is the checkpoint's, one up when a table
+/// changed. A format 1 checkpoint's table is contiguous ranges, version 1.
+/// Fails with `errc::malformed_data` when the checkpoint's key groups of an
+/// operator leave a key group without an owner while its parallelism
+/// changes.
+result<execution_plan> plan_for_restore(const execution_plan& plan,
+                                        const checkpoint::metadata& meta,
+                                        rescale_plan policy);
+
+}  // namespace stream
