@@ -139,26 +139,23 @@ void coordinator::wire_and_start() {
   const auto& plan = *config_.plan;
   std::vector<std::vector<caf::actor>> by_chain(plan.chains().size());
   for (const auto& t : tasks_) by_chain[t.chain].push_back(t.handle);
-  // Every channel is numbered by the plan at both ends; wiring tells each
-  // task the peer actor and the peer's channel number.
+  // Wiring tells each task its peer actors, in its channel order; a
+  // channel names itself on the wire by (edge, sender's or receiver's
+  // subtask), so neither end depends on the other's numbering.
   for (const auto& c : plan.chains()) {
     for (std::uint32_t s = 0; s < c.parallelism; ++s) {
       std::vector<caf::actor> outs;
-      std::vector<std::uint32_t> out_peer;
       for (const auto& ref : plan.outputs(c.id, s)) {
         outs.push_back(
             by_chain[plan.edge(ref.edge).to_chain][ref.peer_subtask]);
-        out_peer.push_back(plan.input_channel(ref.edge, s));
       }
       std::vector<caf::actor> ins;
-      std::vector<std::uint32_t> in_peer;
       for (const auto& ref : plan.inputs(c.id, s)) {
         ins.push_back(
             by_chain[plan.edge(ref.edge).from_chain][ref.peer_subtask]);
-        in_peer.push_back(plan.output_channel(ref.edge, s));
       }
       send(by_chain[c.id][s], wire_atom::value, std::move(outs),
-           std::move(out_peer), std::move(ins), std::move(in_peer));
+           std::move(ins));
     }
   }
   for (auto& t : tasks_) send(t.handle, start_atom::value);

@@ -6,6 +6,11 @@ namespace stream::actors {
 
 namespace {
 
+std::string describe_channel(std::uint32_t id) {
+  return "edge " + std::to_string(execution_plan::edge_of(id)) + " subtask " +
+         std::to_string(execution_plan::subtask_of(id));
+}
+
 using clock = std::chrono::steady_clock;
 
 }  // namespace
@@ -121,15 +126,22 @@ caf::behavior task_actor::make_behavior() {
   set_default_handler(caf::skip);
   return {
       [this](wire_atom, std::vector<caf::actor>& outputs,
-             std::vector<std::uint32_t>& output_peers,
-             std::vector<caf::actor>& inputs,
-             std::vector<std::uint32_t>& input_peers) {
+             std::vector<caf::actor>& inputs) {
         outputs_ = std::move(outputs);
-        output_peer_channel_ = std::move(output_peers);
         inputs_ = std::move(inputs);
-        input_peer_channel_ = std::move(input_peers);
         const auto& plan = *config_.plan;
         auto outs = plan.outputs(config_.chain, config_.subtask);
+        auto ins = plan.inputs(config_.chain, config_.subtask);
+        output_ids_.clear();
+        for (const auto& ref : outs)
+          output_ids_.push_back(
+              execution_plan::channel_id(ref.edge, config_.subtask));
+        input_ids_.clear();
+        for (const auto& ref : ins)
+          input_ids_.push_back(
+              execution_plan::channel_id(ref.edge, config_.subtask));
+        input_index_ = execution_plan::channel_index{ins};
+        output_index_ = execution_plan::channel_index{outs};
         remote_out_.assign(outputs_.size(), nullptr);
         for (std::size_t i = 0; i < outputs_.size() && i < outs.size(); ++i) {
           if (outputs_[i] && outputs_[i].node() != node())
@@ -150,28 +162,38 @@ caf::behavior task_actor::make_behavior() {
 
 caf::behavior task_actor::running() {
   return {
-      [this](batch_atom, std::uint32_t channel, runtime::batch_ptr& records) {
+      [this](batch_atom, std::uint32_t id, runtime::batch_ptr& records) {
+        auto channel = input_of(id);
+        if (!channel) return;
         if (!flowing_) {
           flowing_ = true;
           send(config_.runner, flowing_atom::value, config_.attempt);
         }
-        work([&] { task_->on_batch(channel, std::move(records)); });
+        work([&] { task_->on_batch(*channel, std::move(records)); });
       },
-      [this](raw_batch_atom, std::uint32_t channel,
+      [this](raw_batch_atom, std::uint32_t id,
              const std::vector<std::uint8_t>& bytes) {
-        on_raw_batch(channel, bytes);
+        if (auto channel = input_of(id)) on_raw_batch(*channel, bytes);
       },
-      [this](event_atom, std::uint32_t channel, std::uint8_t kind,
+      [this](event_atom, std::uint32_t id, std::uint8_t kind,
              std::int64_t value) {
+        auto channel = input_of(id);
+        if (!channel) return;
         work([&] {
-          task_->on_event(channel,
+          task_->on_event(*channel,
                           runtime::control_event{
                               static_cast<runtime::event_kind>(kind), value});
         });
       },
-      [this](credit_atom, std::uint32_t channel, std::uint32_t credits) {
+      [this](credit_atom, std::uint32_t id, std::uint32_t credits) {
+        const std::int64_t channel = output_index_.find(id);
+        if (channel < 0) {
+          fail("credit from " + describe_channel(id) +
+               ", which is not an output of this task");
+          return;
+        }
         work([&] {
-          task_->on_credit(channel, credits);
+          task_->on_credit(static_cast<std::uint32_t>(channel), credits);
           if (task_->is_source() && started_) schedule_pull();
         });
       },
@@ -284,6 +306,16 @@ void task_actor::snapshot_taken(std::int64_t id, bool savepoint,
   });
 }
 
+std::optional<std::uint32_t> task_actor::input_of(std::uint32_t id) {
+  const std::int64_t channel = input_index_.find(id);
+  if (channel < 0) {
+    fail("records or events from " + describe_channel(id) +
+         ", which is not an input of this task");
+    return std::nullopt;
+  }
+  return static_cast<std::uint32_t>(channel);
+}
+
 const type_ops* task_actor::channel_type(
     const execution_plan::channel_ref& ref) const {
   const auto& edge = config_.graph->edges().at(ref.edge);
@@ -317,7 +349,7 @@ void task_actor::send_batch(std::uint32_t output_channel,
   const type_ops* remote = remote_out_[output_channel];
   if (remote == nullptr) {
     send(outputs_[output_channel], batch_atom::value,
-         output_peer_channel_[output_channel], std::move(records));
+         output_ids_[output_channel], std::move(records));
     return;
   }
   if (!remote->encode) {
@@ -334,20 +366,19 @@ void task_actor::send_batch(std::uint32_t output_channel,
   remote->encode(*records, bytes);
   remote_bytes_hint_ = bytes.size();
   send(outputs_[output_channel], raw_batch_atom::value,
-       output_peer_channel_[output_channel], std::move(bytes));
+       output_ids_[output_channel], std::move(bytes));
 }
 
 void task_actor::send_event(std::uint32_t output_channel,
                             const runtime::control_event& event) {
-  send(outputs_[output_channel], event_atom::value,
-       output_peer_channel_[output_channel],
+  send(outputs_[output_channel], event_atom::value, output_ids_[output_channel],
        static_cast<std::uint8_t>(event.kind), event.value);
 }
 
 void task_actor::grant_credit(std::uint32_t input_channel,
                               std::uint32_t credits) {
-  send(inputs_[input_channel], credit_atom::value,
-       input_peer_channel_[input_channel], credits);
+  send(inputs_[input_channel], credit_atom::value, input_ids_[input_channel],
+       credits);
 }
 
 }  // namespace stream::actors

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -93,9 +94,19 @@ class task_actor final : public caf::event_based_actor,
   std::vector<const type_ops*> in_types_;
   bool flowing_ = false;               ///< Reported its first consumed batch.
   std::size_t remote_bytes_hint_ = 0;  ///< Size of the last encoded batch.
-  std::vector<std::uint32_t> output_peer_channel_;
+  /// The stable id (`execution_plan::channel_id`: edge, this subtask) that
+  /// batches and events on each output channel carry, and credits on each
+  /// input channel: a peer finds its channel by it, whatever the numbering
+  /// at this end.
+  std::vector<std::uint32_t> output_ids_;
   std::vector<caf::actor> inputs_;
-  std::vector<std::uint32_t> input_peer_channel_;
+  std::vector<std::uint32_t> input_ids_;
+  /// The ids peers send, to this task's channel numbers.
+  execution_plan::channel_index input_index_;
+  execution_plan::channel_index output_index_;
+  /// The input channel of a batch or event with id `id`, or none after
+  /// failing the task (a peer of another plan).
+  std::optional<std::uint32_t> input_of(std::uint32_t id);
   bool pull_scheduled_ = false;
   /// Generation of the current pull loop; a stop starts a new one, so a
   /// stale delayed pull of a throttled source is ignored.

@@ -278,6 +278,26 @@ result<execution_plan> execution_plan::with_tables(
   return next;
 }
 
+execution_plan::channel_index::channel_index(
+    const std::vector<channel_ref>& refs) {
+  for (std::size_t i = 0; i < refs.size(); ++i) {
+    const auto& ref = refs[i];
+    if (ref.edge >= slots_.size()) slots_.resize(ref.edge + 1);
+    auto& peers = slots_[ref.edge];
+    if (ref.peer_subtask >= peers.size())
+      peers.resize(ref.peer_subtask + 1, -1);
+    peers[ref.peer_subtask] = static_cast<std::int64_t>(i);
+  }
+}
+
+std::int64_t execution_plan::channel_index::find(
+    std::uint32_t id) const noexcept {
+  const std::uint32_t edge = edge_of(id);
+  const std::uint32_t peer = subtask_of(id);
+  if (edge >= slots_.size() || peer >= slots_[edge].size()) return -1;
+  return slots_[edge][peer];
+}
+
 std::vector<std::uint32_t> execution_plan::encode_tables() const {
   auto halves = [](std::vector<std::uint32_t>& out, std::uint64_t v) {
     out.push_back(static_cast<std::uint32_t>(v));

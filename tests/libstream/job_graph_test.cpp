@@ -131,6 +131,50 @@ TEST(execution_plan, numbers_channels_the_same_at_both_ends) {
   }
 }
 
+TEST(execution_plan, wire_ids_of_an_input_stay_when_another_changes) {
+  // Two generators rebalanced into one union at parallelism 2; the first
+  // generator goes from 2 to 3 subtasks. The union's channel numbers for
+  // the second generator shift by one, but the ids its subtasks send do
+  // not, and the index finds each of them.
+  auto build = [](std::uint32_t first) {
+    job_options o;
+    o.parallelism = 2;
+    o.operator_parallelism = {{"generator", first}};
+    auto env = std::make_unique<environment>(o);
+    auto a = env->from_generator(gen()).name("generator");
+    auto b = env->from_generator(gen()).name("other");
+    a.rebalance().union_with(b.rebalance()).discard();
+    execution_plan plan = plan_of(*env);
+    return std::pair{std::move(env), std::move(plan)};
+  };
+  auto [env2, two] = build(2);
+  auto [env3, three] = build(3);
+  const std::uint32_t u2 = two.chain_of(2);
+  const std::uint32_t u3 = three.chain_of(2);
+  auto ins2 = two.inputs(u2, 0);
+  auto ins3 = three.inputs(u3, 0);
+  ASSERT_EQ(ins2.size(), 4u);
+  ASSERT_EQ(ins3.size(), 5u);
+  const execution_plan::channel_index index2{ins2};
+  const execution_plan::channel_index index3{ins3};
+  for (std::uint32_t s = 0; s < 2; ++s) {
+    // Subtask s of "other" (edge 1) names itself the same in both plans.
+    const auto id = execution_plan::channel_id(1, s);
+    EXPECT_EQ(index2.find(id), 2 + s);
+    EXPECT_EQ(index3.find(id), 3 + s);
+    EXPECT_EQ(ins3[3 + s].edge, 1u);
+    EXPECT_EQ(ins3[3 + s].peer_subtask, s);
+  }
+  for (std::uint32_t i = 0; i < ins3.size(); ++i) {
+    EXPECT_EQ(index3.find(execution_plan::channel_id(ins3[i].edge,
+                                                     ins3[i].peer_subtask)),
+              i);
+  }
+  // An id of no input: -1, for the actor to fail loudly.
+  EXPECT_EQ(index3.find(execution_plan::channel_id(0, 7)), -1);
+  EXPECT_EQ(index3.find(execution_plan::channel_id(9, 0)), -1);
+}
+
 TEST(execution_plan, rejects_invalid_jobs_with_a_message_naming_the_problem) {
   {
     environment env;

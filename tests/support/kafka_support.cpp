@@ -19,8 +19,11 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-// Every single request to the broker waits at most this long.
-constexpr milliseconds request_timeout{10'000};
+// Every single request to the broker waits at most this long. Generous:
+// every wait ends as soon as its condition holds, and a broker that has
+// just started, on a machine busy with a build, took over 10 s to give the
+// partitions of a new topic their leaders.
+constexpr milliseconds request_timeout{60'000};
 constexpr milliseconds delivery_timeout{30'000};
 
 using stream::kafka::client;

@@ -182,6 +182,39 @@ class execution_plan {
     std::uint32_t peer_subtask = 0;
   };
 
+  /// The stable identity of a channel on the wire, as one end names itself
+  /// to the other: its edge and its own subtask index. Unlike the channel
+  /// numbers of `inputs` and `outputs` (positions that depend on the
+  /// parallelism of every edge into or out of a chain), it does not change
+  /// when another operator changes parallelism. Requires edge < 65536 and
+  /// subtask < 65536 (parallelism is at most 32768).
+  static constexpr std::uint32_t channel_id(std::uint32_t edge,
+                                            std::uint32_t subtask) noexcept {
+    return (edge << 16) | (subtask & 0xffffu);
+  }
+  static constexpr std::uint32_t edge_of(std::uint32_t id) noexcept {
+    return id >> 16;
+  }
+  static constexpr std::uint32_t subtask_of(std::uint32_t id) noexcept {
+    return id & 0xffffu;
+  }
+
+  /// Finds a task's channel number from the `channel_id` its peer sent.
+  /// Built once per task from `inputs` or `outputs`; one look-up per batch,
+  /// event or credit, never per record.
+  class channel_index {
+   public:
+    channel_index() = default;
+    /// Numbers the channels of `refs` 0, 1, ... in order.
+    explicit channel_index(const std::vector<channel_ref>& refs);
+    /// The channel number of the peer that sent `id`, or -1 when this task
+    /// has no such channel (a peer of another plan).
+    std::int64_t find(std::uint32_t id) const noexcept;
+
+   private:
+    std::vector<std::vector<std::int64_t>> slots_;  ///< [edge][peer subtask]
+  };
+
   /// Validates `graph` against `options` and builds the plan. Errors name the
   /// operator at fault (parallelism beyond max parallelism, a forward edge
   /// between different parallelisms, no source, no sink, duplicate names).
