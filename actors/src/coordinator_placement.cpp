@@ -25,6 +25,9 @@ void coordinator::deploy(
   deployed_from_ = restore;
   final_retries_ = 0;
   tasks_.clear();
+  // No task refers to a worker any more: lost workers leave the list, so
+  // that it does not grow with every worker that comes and goes.
+  std::erase_if(workers_, [](const worker_entry& w) { return !w.alive; });
   alive_ = 0;
   // One slot holds one subtask of every chain (slot sharing): subtask s of
   // every chain goes to slot s, so forward edges stay in one process.
