@@ -396,7 +396,14 @@ void coordinator::complete() {
     if (t.live()) send(t.handle, complete_atom::value, p.id);
   }
   if (p.stop || p.final) {
-    stopped_ = stopped_ || p.stop;  // a drain stopped the job too
+    // A drain stopped the job; a final checkpoint without one means the
+    // input ended by itself, even if a stop came in meanwhile (with nothing
+    // left to stop): the job finished, and a restart is refused as final.
+    if (p.final && !drain_) {
+      stopped_ = false;
+    } else {
+      stopped_ = stopped_ || p.stop;
+    }
     final_id_ = p.id;
     phase_ = phase::stopping;
     shutdown_all();

@@ -148,9 +148,27 @@ TEST_P(checkpoint_test, failover_falls_back_past_a_damaged_checkpoint) {
   auto root = fs::path{o.checkpoint_dir} / "damaged";
   // Once three checkpoints completed: flip a byte in a state file of the
   // newest, then fail.
+  auto& in_progress = registry_->get_gauge(
+      "stream_checkpoint_in_progress",
+      "1 while a checkpoint or savepoint is running.", {{"job", "damaged"}});
+  // The failure comes at a moment when no checkpoint is in flight (none
+  // running, no folder newer than the last completed one): the source that
+  // fails here never sends the barrier of a later one, so the damaged
+  // checkpoint stays the newest complete one.
+  auto quiet = [&] {
+    if (in_progress.value() != 0) return false;
+    const auto last = last_id.value();
+    for (const auto& f : fs::directory_iterator(root)) {
+      const auto name = f.path().filename().string();
+      if (name.starts_with("chk-") && std::stoll(name.substr(4)) > last)
+        return false;
+    }
+    return true;
+  };
   auto fail = [&](std::uint64_t seq) {
     std::lock_guard<std::mutex> guard{mtx};
-    if (damaged != 0 || seq < 10'000 || last_id.value() < 3) return false;
+    if (damaged != 0 || seq < 10'000 || last_id.value() < 3 || !quiet())
+      return false;
     damaged = last_id.value();
     auto folder = root / ("chk-" + std::to_string(damaged));
     fs::path largest;
