@@ -106,33 +106,15 @@ status adopt_tables(execution_plan& plan,
   if (!policy) return policy.error();
   auto next = plan_for_restore(plan, point.meta, *policy);
   if (!next) return next.error();
-  for (const auto& c : next->chains()) {
-    if (c.table_root != c.id) continue;
-    const auto* op = [&]() -> const checkpoint::metadata::operator_entry* {
-      for (auto node : c.nodes) {
-        if (const auto* found = point.meta.find(node)) return found;
-      }
-      return nullptr;
-    }();
-    if (op == nullptr || op->parallelism == c.parallelism) continue;
-    std::uint32_t moved = 0;
-    for (const auto& h : op->subtasks) {
-      for (const auto& run : h.key_groups.runs()) {
-        for (key_group kg = run.start; kg < run.end; ++kg) {
-          if (kg < c.key_groups->max_parallelism() &&
-              c.key_groups->owner(kg) != h.subtask)
-            ++moved;
-        }
-      }
-    }
+  for (const auto& c : next->changes) {
     std::fprintf(stderr,
                  "stream: '%s' rescaled from %u to %u subtasks: %u of %u key "
                  "groups change owner (--rescale-plan %s, table v%llu)\n",
-                 c.name.c_str(), op->parallelism, c.parallelism, moved,
-                 c.key_groups->max_parallelism(), options.rescale_plan.c_str(),
-                 static_cast<unsigned long long>(c.key_groups->version()));
+                 c.chain.c_str(), c.from, c.to, c.moved, c.key_groups,
+                 options.rescale_plan.c_str(),
+                 static_cast<unsigned long long>(c.version));
   }
-  plan = std::move(*next);
+  plan = std::move(next->plan);
   return status::success();
 }
 

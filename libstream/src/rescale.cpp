@@ -64,12 +64,12 @@ result<rescale_plan> parse_rescale_plan(const std::string& text) {
                     text + "'"};
 }
 
-result<execution_plan> plan_for_restore(const execution_plan& plan,
-                                        const checkpoint::metadata& meta,
-                                        rescale_plan policy) {
+result<restored_plan> plan_for_restore(const execution_plan& plan,
+                                       const checkpoint::metadata& meta,
+                                       rescale_plan policy) {
   std::vector<std::shared_ptr<const key_group_table>> tables(
       plan.chains().size());
-  bool changed = false;
+  std::vector<table_change> changes;
   for (const auto& c : plan.chains()) {
     if (c.table_root != c.id) continue;
     const auto* op = stored_operator(plan, c.id, meta);
@@ -95,10 +95,15 @@ result<execution_plan> plan_for_restore(const execution_plan& plan,
                                           version)
             : plan_balanced_table(*old, c.parallelism, version);
     if (!next) return next.error();
+    changes.push_back({c.name, old->parallelism(), c.parallelism,
+                       moved_key_groups(*old, *next), meta.max_parallelism,
+                       version});
     tables[c.id] = std::make_shared<const key_group_table>(std::move(*next));
-    changed = true;
   }
-  return plan.with_tables(tables, meta.plan_version + (changed ? 1 : 0));
+  auto next =
+      plan.with_tables(tables, meta.plan_version + (changes.empty() ? 0 : 1));
+  if (!next) return next.error();
+  return restored_plan{std::move(*next), std::move(changes)};
 }
 
 }  // namespace stream

@@ -83,6 +83,17 @@ class checkpoint_process_test : public ::testing::TestWithParam<std::string> {
     return argv;
   }
 
+  /// `argv` with the value after `flag` replaced by `value` (the flag must
+  /// be there: a repeated flag is a usage error).
+  static std::vector<std::string> with_value(std::vector<std::string> argv,
+                                             const std::string& flag,
+                                             const std::string& value) {
+    auto at = std::find(argv.begin(), argv.end(), flag);
+    EXPECT_TRUE(at != argv.end() && at + 1 != argv.end()) << flag;
+    if (at != argv.end() && at + 1 != argv.end()) *(at + 1) = value;
+    return argv;
+  }
+
   /// Ids of the complete checkpoints (with `_metadata`) of `job`, ascending.
   std::vector<std::int64_t> complete(const std::string& job = "eo") const {
     std::vector<std::int64_t> ids;
@@ -340,11 +351,8 @@ TEST_P(checkpoint_process_test, a_second_run_on_the_job_folder_is_refused) {
   ASSERT_FALSE(complete().empty()) << first.err();
   // The same job on the same folder, and another output: refused at start,
   // before it reads or writes anything.
-  auto argv = command({"--checkpoint-interval", "100ms"});
-  auto out = std::find(argv.begin(), argv.end(), output());
-  ASSERT_NE(out, argv.end());
-  *out = dir_ + "/second-out";
-  child_process second{argv};
+  child_process second{with_value(command({"--checkpoint-interval", "100ms"}),
+                                  "--output", dir_ + "/second-out")};
   EXPECT_EQ(second.wait(30s), 2) << second.err();
   EXPECT_NE(second.err().find("is in use by another run of this job: pid " +
                               std::to_string(first.pid()) + " on "),
@@ -445,28 +453,9 @@ TEST_P(checkpoint_process_test, a_format_1_savepoint_restores) {
                                     nullptr, false);
   ASSERT_EQ(meta.value("format", 0), 1) << "the fixture is not format 1";
   // The fixture's job: 4000 readings of 6 sensors at parallelism 2.
-  std::vector<std::string> argv{examples + "/exactly_once",
-                                "--job-name",
-                                "eo",
-                                "--readings",
-                                "4000",
-                                "--sensors",
-                                "6",
-                                "--output",
-                                output(),
-                                "--parallelism",
-                                "2",
-                                "--checkpoint-dir",
-                                checkpoints(),
-                                "--state-backend",
-                                GetParam(),
-                                "--state-dir",
-                                dir_ + "/state",
-                                "--metrics-address",
-                                "",
-                                "--restore",
-                                savepoint};
-  child_process job{argv};
+  child_process job{with_value(
+      with_value(command({"--restore", savepoint}), "--readings", "4000"),
+      "--sensors", "6")};
   EXPECT_EQ(job.wait(60s), 0) << job.err();
   EXPECT_NE(job.err().find("restoring savepoint 6 from"), std::string::npos)
       << job.err();

@@ -276,6 +276,19 @@ INSTANTIATE_TEST_SUITE_P(
       return std::get<0>(info.param) + "_to_" + std::get<1>(info.param);
     });
 
+/// The "counts" table that a fresh memory backend in `dir` restores from
+/// `snap`; empty (with a test failure) when the restore fails.
+counts_model restored_counts(const std::string& dir, operator_snapshot snap) {
+  auto check = open_backend("memory", dir, "check");
+  if (check == nullptr) return {};
+  auto restored =
+      check->make_table<std::uint64_t, state::void_namespace, std::int64_t>(
+          "counts");
+  auto st = check->restore(restored_from(std::move(snap), 1));
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  return dump(*restored);
+}
+
 class one_backend : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(one_backend, a_snapshot_excludes_writes_after_its_synchronous_phase) {
@@ -301,14 +314,7 @@ TEST_P(one_backend, a_snapshot_excludes_writes_after_its_synchronous_phase) {
   ASSERT_NE(dump(*counts), want);
 
   auto snap = finish_snapshot(part);
-  auto check = open_backend("memory", dir.path(), "check");
-  ASSERT_NE(check, nullptr);
-  auto restored =
-      check->make_table<std::uint64_t, state::void_namespace, std::int64_t>(
-          "counts");
-  auto st = check->restore(restored_from(std::move(snap), 1));
-  ASSERT_TRUE(st.ok()) << st.to_string();
-  EXPECT_EQ(dump(*restored), want);
+  EXPECT_EQ(restored_counts(dir.path(), std::move(snap)), want);
 }
 
 TEST_P(one_backend, a_snapshot_holds_only_the_owned_key_groups) {
@@ -340,14 +346,7 @@ TEST_P(one_backend, a_snapshot_holds_only_the_owned_key_groups) {
   for (const auto& section : snap.key_groups) {
     EXPECT_TRUE(owned.contains(section.group)) << "key group " << section.group;
   }
-  auto check = open_backend("memory", dir.path(), "check");
-  ASSERT_NE(check, nullptr);
-  auto restored =
-      check->make_table<std::uint64_t, state::void_namespace, std::int64_t>(
-          "counts");
-  auto st = check->restore(restored_from(std::move(snap), 1));
-  ASSERT_TRUE(st.ok()) << st.to_string();
-  EXPECT_EQ(dump(*restored), want);
+  EXPECT_EQ(restored_counts(dir.path(), std::move(snap)), want);
 }
 
 TEST_P(one_backend, restored_entries_wait_for_their_table_to_be_made) {

@@ -128,13 +128,13 @@ TEST(plan, encoded_tables_rebuild_the_same_plan_and_damage_is_refused) {
       checkpoint_of(key_group_table::contiguous(128, 2, 4).value(), 6),
       rescale_plan::minimal);
   ASSERT_TRUE(restored.ok()) << restored.error().to_string();
-  const auto encoded = restored->encode_tables();
+  const auto encoded = restored->plan.encode_tables();
   auto shipped = job.plan->with_encoded_tables(encoded);
   ASSERT_TRUE(shipped.ok()) << shipped.error().to_string();
-  EXPECT_EQ(shipped->version(), restored->version());
-  for (std::size_t c = 0; c < restored->chains().size(); ++c) {
+  EXPECT_EQ(shipped->version(), restored->plan.version());
+  for (std::size_t c = 0; c < restored->plan.chains().size(); ++c) {
     EXPECT_EQ(*shipped->chains()[c].key_groups,
-              *restored->chains()[c].key_groups);
+              *restored->plan.chains()[c].key_groups);
   }
   auto cut = encoded;
   cut.pop_back();
@@ -159,10 +159,11 @@ TEST(plan_for_restore, keeps_the_checkpoints_table_at_the_same_parallelism) {
   auto restored = plan_for_restore(*job.plan, checkpoint_of(planned, 2),
                                    rescale_plan::ranges);
   ASSERT_TRUE(restored.ok()) << restored.error().to_string();
-  EXPECT_EQ(*restored->chains()[job.reduce().id].key_groups, planned);
-  EXPECT_EQ(restored->version(), 2u) << "no table changed";
+  EXPECT_EQ(*restored->plan.chains()[job.reduce().id].key_groups, planned);
+  EXPECT_EQ(restored->plan.version(), 2u) << "no table changed";
+  EXPECT_TRUE(restored->changes.empty());
   // The generator's chain had no state in the checkpoint: unchanged.
-  EXPECT_EQ(*restored->chains()[0].key_groups,
+  EXPECT_EQ(*restored->plan.chains()[0].key_groups,
             *job.plan->chains()[0].key_groups);
 }
 
@@ -172,22 +173,32 @@ TEST(plan_for_restore, plans_a_new_parallelism_by_the_policy) {
   auto minimal =
       plan_for_restore(*job.plan, checkpoint_of(two, 1), rescale_plan::minimal);
   ASSERT_TRUE(minimal.ok()) << minimal.error().to_string();
-  const auto& planned = *minimal->chains()[job.reduce().id].key_groups;
+  const auto& planned = *minimal->plan.chains()[job.reduce().id].key_groups;
   EXPECT_EQ(planned, plan_balanced_table(two, 3, 2).value());
   EXPECT_EQ(planned.version(), 2u);
-  EXPECT_EQ(minimal->version(), 2u);
+  EXPECT_EQ(minimal->plan.version(), 2u);
   EXPECT_EQ(moved_key_groups(two, planned), 42u);
+  ASSERT_EQ(minimal->changes.size(), 1u);
+  const table_change& change = minimal->changes[0];
+  EXPECT_EQ(change.chain, job.reduce().name);
+  EXPECT_EQ(change.from, 2u);
+  EXPECT_EQ(change.to, 3u);
+  EXPECT_EQ(change.moved, 42u);
+  EXPECT_EQ(change.key_groups, 128u);
+  EXPECT_EQ(change.version, 2u);
   // Not contiguous: subtask 2 holds the tails of both old subtasks.
   EXPECT_EQ(planned.owned_set(2).runs().size(), 2u) << planned.to_string();
 
   auto ranges =
       plan_for_restore(*job.plan, checkpoint_of(two, 1), rescale_plan::ranges);
   ASSERT_TRUE(ranges.ok());
-  EXPECT_EQ(*ranges->chains()[job.reduce().id].key_groups,
+  EXPECT_EQ(*ranges->plan.chains()[job.reduce().id].key_groups,
             key_group_table::contiguous(128, 3, 2).value());
   EXPECT_EQ(
-      moved_key_groups(two, *ranges->chains()[job.reduce().id].key_groups),
+      moved_key_groups(two, *ranges->plan.chains()[job.reduce().id].key_groups),
       63u);
+  ASSERT_EQ(ranges->changes.size(), 1u);
+  EXPECT_EQ(ranges->changes[0].moved, 63u);
 }
 
 TEST(plan_for_restore, a_checkpoint_with_unowned_key_groups_cannot_rescale) {
